@@ -1,0 +1,527 @@
+"""``LocalXBackend``: syne-tune's local backend, made right.
+
+The backend owns the trial life cycle; everything about *what* runs comes from
+the mixins' hooks (:mod:`syne_tune_localx.hooks`), *how* it runs from
+:mod:`syne_tune_localx.process`, and the metrics from
+:mod:`syne_tune_localx.metrics`.
+"""
+
+import atexit
+import logging
+import os
+import shlex
+import shutil
+import sys
+import time
+import weakref
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from syne_tune_localx._compat import BUSY_STATUS, Status, TrialBackend, TrialResult
+from syne_tune_localx.arguments import JsonArgsMixin
+from syne_tune_localx.checkpoints import CheckpointMixin
+from syne_tune_localx.errors import ConfigurationError, LaunchError
+from syne_tune_localx.gpu import GpuRotationMixin
+from syne_tune_localx.metrics import MetricReader
+from syne_tune_localx.process import LaunchSpec, TrialProcess
+
+logger = logging.getLogger(__name__)
+
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+RECORD_FILE_NAME = "process.json"
+DEFAULT_GRACE_PERIOD = 10.0
+
+# backends with trials that may still run, ended when the interpreter exits
+_LIVE_BACKENDS: "weakref.WeakSet[LocalXBackend]" = weakref.WeakSet()
+
+
+@atexit.register
+def _end_live_trials() -> None:
+    for backend in list(_LIVE_BACKENDS):
+        backend._end_all_processes()
+
+
+@dataclass
+class _TrialRun:
+    """What the backend knows of one trial's current attempt."""
+
+    attempt: int
+    process: TrialProcess | None
+    reader: MetricReader
+    metrics: list = field(default_factory=list)
+    requested: str | None = None  # None, Status.paused or Status.stopped
+    ended: bool = False
+    record: dict | None = None
+    end_time: datetime | None = None
+
+
+def _as_argv(binary: str | list[str] | None) -> list[str]:
+    if binary is None:
+        return [sys.executable]
+    argv = shlex.split(binary) if isinstance(binary, str) else [str(x) for x in binary]
+    if not argv:
+        raise ConfigurationError(
+            f"binary={binary!r} is empty; give the program that runs the entry point, "
+            f"e.g. binary='python' or binary=['torchrun', '--nproc_per_node=2'], or "
+            f"leave it out to use {sys.executable}"
+        )
+    program = argv[0]
+    found = shutil.which(program)
+    if found is None:
+        raise ConfigurationError(
+            f"binary {program!r} was not found or is not executable (searched PATH "
+            f"and the path as given); pass the full path of an executable as binary"
+        )
+    return argv
+
+
+class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBackend):
+    """
+    A backend running each trial as a local process, a drop-in for syne-tune's
+    :class:`~syne_tune.backend.LocalBackend` that passes every config value
+    intact, stops trials gracefully and reads metrics incrementally.
+
+    Additional arguments on top of parent class
+    :class:`~syne_tune.backend.trial_backend.TrialBackend`:
+
+    :param entry_point: Path to the script to be tuned
+    :param binary: What runs the entry point: a program, or a launcher with its
+        own arguments as a list or a string (split like a shell would, but no
+        shell runs), e.g. ``"torchrun --standalone --nproc_per_node=4"``.
+        Defaults to the current Python interpreter.
+    :param rotate_gpus: If several GPUs are present, each trial is scheduled on
+        a different GPU: a free one first, otherwise the one with fewest prior
+        assignments. If ``False``, all trials see all GPUs. Defaults to ``True``.
+    :param num_gpus_per_trial: Number of GPUs given to each trial; ``0`` runs
+        CPU-only trials that see no GPU. Defaults to 1
+    :param gpus_to_use: Positions among the GPUs visible to the tuner that
+        trials may use (all by default); honoured with a single entry too.
+    :param stop_grace_period: Seconds a trial has between SIGTERM and SIGKILL
+        when it is stopped or paused (to write a checkpoint). ``0`` allowed.
+        Defaults to 10
+    :param threads_per_trial: Sets ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``,
+        ``OPENBLAS_NUM_THREADS``, ``NUMEXPR_NUM_THREADS`` and
+        ``VECLIB_MAXIMUM_THREADS`` for trials (never for the tuner). Defaults
+        to ``None``: 1 for each variable the environment does not set already.
+    :param separate_working_dirs: If ``True``, each trial runs in its own
+        working folder ``<trial folder>/workdir``, so relative paths written by
+        concurrent trials do not collide. Defaults to ``False`` (the tuner's
+        working folder, as syne-tune does).
+    """
+
+    def __init__(
+        self,
+        entry_point: str,
+        binary: str | list[str] | None = None,
+        delete_checkpoints: bool = False,
+        pass_args_as_json: bool = False,
+        rotate_gpus: bool = True,
+        num_gpus_per_trial: int = 1,
+        gpus_to_use: list[int] | None = None,
+        stop_grace_period: float = DEFAULT_GRACE_PERIOD,
+        threads_per_trial: int | None = None,
+        separate_working_dirs: bool = False,
+        **kwargs,
+    ):
+        super().__init__(
+            delete_checkpoints=delete_checkpoints,
+            pass_args_as_json=pass_args_as_json,
+            rotate_gpus=rotate_gpus,
+            num_gpus_per_trial=num_gpus_per_trial,
+            gpus_to_use=gpus_to_use,
+            **kwargs,
+        )
+        self.set_entrypoint(entry_point)
+        self.binary = _as_argv(binary)
+        if not isinstance(stop_grace_period, (int, float)) or stop_grace_period < 0:
+            raise ConfigurationError(
+                f"stop_grace_period={stop_grace_period!r} must be a number of seconds >= 0"
+            )
+        self.stop_grace_period = float(stop_grace_period)
+        if threads_per_trial is not None and (
+            isinstance(threads_per_trial, bool)
+            or not isinstance(threads_per_trial, int)
+            or threads_per_trial < 1
+        ):
+            raise ConfigurationError(
+                f"threads_per_trial={threads_per_trial!r} must be a positive int, or "
+                f"None for 1 thread where the environment sets none"
+            )
+        self.threads_per_trial = threads_per_trial
+        self.separate_working_dirs = bool(separate_working_dirs)
+        self._runs: dict[int, _TrialRun] = {}
+        self._adopt_pending = False
+        self.local_path: Path | None = None
+        # like LocalBackend: a default folder until the Tuner sets one
+        from syne_tune.util import experiment_path, random_string
+
+        self.set_path(str(experiment_path(tuner_name=random_string(length=10))))
+
+    # ------------------------------------------------------------------
+    # paths
+    # ------------------------------------------------------------------
+    def trial_path(self, trial_id: int) -> Path:
+        """
+        :param trial_id: ID of trial
+        :return: Directory where files related to trial are written to
+        """
+        return self.local_path / str(trial_id)
+
+    def trial_visible_path(self, trial_id: int) -> Path:
+        return self.trial_path(trial_id)
+
+    def set_path(self, results_root: str | None = None, tuner_name: str | None = None):
+        """
+        :param results_root: The local folder that holds one folder per trial.
+            The :class:`~syne_tune.Tuner` sets it to its own results folder.
+        :param tuner_name: Name of the tuner (unused locally)
+        """
+        if results_root is not None:
+            self.local_path = Path(results_root).expanduser().absolute()
+
+    def entrypoint_path(self) -> Path:
+        """
+        :return: Entrypoint path of script to be executed
+        """
+        return Path(self.entry_point)
+
+    def set_entrypoint(self, entry_point: str):
+        """Update the entrypoint.
+
+        :param entry_point: New path of the entrypoint.
+        """
+        path = Path(entry_point).expanduser()
+        if not path.is_file():
+            raise ConfigurationError(
+                f"entry_point {str(entry_point)!r} is not a file (looked in "
+                f"{path.absolute()}); pass the path of the training script to LocalXBackend"
+            )
+        self.entry_point = str(path.absolute())
+
+    def stdout(self, trial_id: int) -> list[str]:
+        """Fetch ``stdout`` log for trial
+
+        :param trial_id: ID of trial
+        :return: Lines of the log of the trial (stdout)
+        """
+        return self._read_lines(self.trial_path(trial_id) / "std.out")
+
+    def stderr(self, trial_id: int) -> list[str]:
+        """Fetch ``stderr`` log for trial
+
+        :param trial_id: ID of trial
+        :return: Lines of the log of the trial (stderr)
+        """
+        return self._read_lines(self.trial_path(trial_id) / "std.err")
+
+    @staticmethod
+    def _read_lines(path: Path) -> list[str]:
+        try:
+            with open(path, "r", errors="replace") as f:
+                return f.readlines()
+        except FileNotFoundError:
+            return []
+
+    def process_record(self, trial_id: int) -> dict | None:
+        """How the latest attempt of a trial ended: exit code or signal, cause,
+        start and end time, wall time, CPU user and system seconds and peak
+        memory of the process tree (bytes). Also in
+        ``<trial folder>/process.json``.
+
+        :param trial_id: ID of trial
+        :return: The record, or ``None`` while the trial runs
+        """
+        run = self._runs.get(trial_id)
+        if run is None:
+            return None
+        self._refresh(trial_id)
+        return run.record
+
+    # ------------------------------------------------------------------
+    # launching
+    # ------------------------------------------------------------------
+    def start_trial(
+        self, config: dict[str, Any], checkpoint_trial_id: int | None = None
+    ) -> TrialResult:
+        """Start new trial with new trial ID. If the launch fails, a
+        :class:`~syne_tune_localx.errors.LaunchError` is raised and the backend
+        is left as if the trial had never been asked for.
+
+        :param config: Configuration for new trial
+        :param checkpoint_trial_id: If given, the new trial starts from the
+            checkpoint written by this previous trial
+        :return: New trial, which includes new trial ID
+        """
+        self._adopt_orphans()
+        trial_id = self.new_trial_id()
+        self._make_trial_folder(trial_id, fresh=True)
+        try:
+            if checkpoint_trial_id is not None:
+                self.copy_checkpoint(src_trial_id=checkpoint_trial_id, tgt_trial_id=trial_id)
+            self._schedule(trial_id=trial_id, config=config)
+        except Exception:
+            self._runs.pop(trial_id, None)
+            shutil.rmtree(self.trial_path(trial_id), ignore_errors=True)
+            raise
+        self.trial_ids.append(trial_id)
+        trial = TrialResult(
+            trial_id=trial_id,
+            config=config,
+            creation_time=datetime.now(),
+            status=Status.in_progress,
+            metrics=self._runs[trial_id].metrics,
+        )
+        self._trial_dict[trial_id] = trial
+        return trial
+
+    def _make_trial_folder(self, trial_id: int, fresh: bool) -> Path:
+        path = self.trial_path(trial_id)
+        if fresh and path.exists():
+            # left by an earlier experiment in a reused results folder: its logs
+            # and checkpoints must not leak into the new trial
+            stale = path.with_name(f"{path.name}.stale-{int(time.time() * 1000)}")
+            logger.warning(
+                f"trial folder {path} already exists (results folder reused?); moved it to {stale}"
+            )
+            path.rename(stale)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / ".localx-write-test"
+            probe.touch()
+            probe.unlink()
+        except OSError as err:
+            raise LaunchError(
+                f"cannot write the trial folder {path} ({err.strerror or err}); give the "
+                f"Tuner a writable folder (trial_backend_path=... or the "
+                f"SYNETUNE_FOLDER environment variable), or call set_path()"
+            ) from err
+        return path
+
+    def _schedule(self, trial_id: int, config: dict[str, Any]):
+        previous = self._runs.get(trial_id)
+        attempt = 0 if previous is None else previous.attempt + 1
+        trial_path = self._make_trial_folder(trial_id, fresh=False)
+        argv = (
+            self.binary
+            + [self.entry_point]
+            + self._config_arguments(trial_id, config)
+            + self._extra_trial_arguments(trial_id, config)
+        )
+        files = self._trial_files(trial_id, config)
+        env = self._trial_environment(trial_id, config)
+        spec = LaunchSpec(
+            trial_id=trial_id,
+            attempt=attempt,
+            argv=argv,
+            env=env,
+            trial_path=str(trial_path),
+            cwd=str(trial_path / "workdir") if self.separate_working_dirs else None,
+            files=files,
+            stdout=str(trial_path / "std.out"),
+            stderr=str(trial_path / "std.err"),
+            record=str(trial_path / RECORD_FILE_NAME),
+            grace_period=self.stop_grace_period,
+        )
+        process = TrialProcess(spec)
+        try:
+            process.start()
+        except OSError as err:
+            self._on_trial_process_end(trial_id)
+            raise LaunchError(
+                f"cannot launch trial {trial_id}: {err}; check the binary "
+                f"{self.binary[0]!r}, the entry point and the trial folder {trial_path}"
+            ) from err
+        logger.info(f"trial {trial_id} started (pid {process.pid}): {shlex.join(argv)}")
+        if previous is None:
+            run = _TrialRun(
+                attempt=attempt,
+                process=process,
+                reader=MetricReader(trial_path / "std.out", trial_id),
+            )
+            self._runs[trial_id] = run
+        else:
+            previous.attempt = attempt
+            previous.process = process
+            previous.requested = None
+            previous.ended = False
+            previous.record = None
+            previous.end_time = None
+        _LIVE_BACKENDS.add(self)
+
+    def _trial_environment(self, trial_id: int, config: dict[str, Any]) -> dict[str, str]:
+        env = super()._trial_environment(trial_id, config)
+        for name in THREAD_VARIABLES:
+            if self.threads_per_trial is not None:
+                env[name] = str(self.threads_per_trial)
+            elif name not in os.environ:
+                env[name] = "1"
+        env["SYNE_TUNE_LOCALX_TRIAL_ID"] = str(trial_id)
+        return env
+
+    # ------------------------------------------------------------------
+    # pause, resume, stop
+    # ------------------------------------------------------------------
+    def _request_end(self, trial_id: int, status: str) -> None:
+        run = self._runs.get(trial_id)
+        if run is None:
+            return
+        self._refresh(trial_id)
+        if run.requested is None and not run.ended:
+            # what the trial printed before the decision still counts
+            run.metrics.extend(run.reader.read_new())
+        run.requested = status
+        if run.process is not None and not run.ended:
+            run.process.terminate()
+
+    def _pause_trial(self, trial_id: int, result: dict | None):
+        self._request_end(trial_id, Status.paused)
+
+    def _stop_trial(self, trial_id: int, result: dict | None):
+        self._request_end(trial_id, Status.stopped)
+
+    def _resume_trial(self, trial_id: int):
+        run = self._runs[trial_id]
+        # the previous process must be gone before a new one uses the same
+        # checkpoint folder and log
+        if run.process is not None and not run.ended:
+            run.process.stop_and_wait()
+            self._refresh(trial_id)
+        run.reader.skip_to_end()
+
+    def stop_all(self):
+        """Stop all trials which are in progress, and wait until their processes
+        are gone (at most the grace period plus a few seconds)."""
+        self._adopt_orphans()
+        super().stop_all()
+        self._end_all_processes()
+        if self.delete_checkpoints:
+            # trials may have written a checkpoint while stopping
+            for trial_id in self.trial_ids:
+                self.delete_checkpoint(trial_id)
+
+    def _end_all_processes(self) -> None:
+        live = [
+            (trial_id, run.process)
+            for trial_id, run in self._runs.items()
+            if run.process is not None and not run.ended
+        ]
+        for _, process in live:
+            process.terminate()
+        deadline = time.monotonic() + self.stop_grace_period + 5.0
+        for trial_id, process in live:
+            if not process.wait(max(0.0, deadline - time.monotonic())):
+                process.kill()
+                process.wait(5.0)
+            self._refresh(trial_id)
+
+    # ------------------------------------------------------------------
+    # status and results
+    # ------------------------------------------------------------------
+    def _refresh(self, trial_id: int) -> None:
+        """Notice the end of the trial's process, once."""
+        run = self._runs[trial_id]
+        if run.ended or run.process is None or run.process.poll():
+            return
+        run.ended = True
+        run.record = run.process.record()
+        end = run.record.get("end_time") if run.record else None
+        run.end_time = datetime.fromtimestamp(end) if end else datetime.now()
+        if run.requested is None:
+            run.metrics.extend(run.reader.read_new())
+        elif run.requested == Status.stopped and self.delete_checkpoints:
+            self.delete_checkpoint(trial_id)
+        self._on_trial_process_end(trial_id)
+
+    def _status(self, trial_id: int) -> str:
+        run = self._runs[trial_id]
+        if run.requested is not None:
+            return run.requested
+        if not run.ended:
+            return Status.in_progress
+        record = run.record
+        if record is not None and record.get("exit_code") == 0 and not record.get(
+            "stop_requested"
+        ):
+            return Status.completed
+        return Status.failed
+
+    def _all_trial_results(self, trial_ids: list[int]) -> list[TrialResult]:
+        self._adopt_orphans()
+        results = []
+        for trial_id in trial_ids:
+            run = self._runs[trial_id]
+            self._refresh(trial_id)
+            if run.requested is None and not run.ended:
+                run.metrics.extend(run.reader.read_new())
+            results.append(
+                self._trial_dict[trial_id].add_results(
+                    metrics=run.metrics,
+                    status=self._status(trial_id),
+                    training_end_time=run.end_time or datetime.now(),
+                )
+            )
+        return results
+
+    def busy_trial_ids(self) -> list[tuple[int, str]]:
+        """Returns list of ids for currently busy trials
+
+        A trial is busy if its status is in_progress, or if it was asked to stop
+        or pause and its process is still ending (reported as ``stopping``).
+
+        :return: List of ``(trial_id, status)``
+        """
+        self._adopt_orphans()
+        busy = []
+        for trial_id, run in self._runs.items():
+            if run.ended or run.process is None:
+                continue
+            self._refresh(trial_id)
+            if run.ended:
+                continue
+            status = Status.in_progress if run.requested is None else Status.stopping
+            if status in BUSY_STATUS:
+                busy.append((trial_id, status))
+        return busy
+
+    # ------------------------------------------------------------------
+    # pickling (Tuner.save / Tuner.load)
+    # ------------------------------------------------------------------
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_adopt_pending"] = True
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    def _adopt_orphans(self) -> None:
+        """After a reload, end trial processes the previous tuner left behind
+        before anything else happens, and settle their status: a trial whose
+        exit was not seen by its guard is reported failed."""
+        if not self._adopt_pending:
+            return
+        self._adopt_pending = False
+        for trial_id, run in self._runs.items():
+            if run.process is None or run.ended:
+                continue
+            if run.process.poll():
+                logger.warning(
+                    f"trial {trial_id} (pid {run.process.pid}) survived the previous "
+                    f"tuner; ending it before new trials start"
+                )
+                run.process.stop_and_wait()
+            self._refresh(trial_id)
+            if run.requested is None and self._status(trial_id) != Status.completed:
+                logger.warning(f"trial {trial_id} was running when the tuner ended; reported failed")
+        _LIVE_BACKENDS.add(self)
+
+    def __str__(self):
+        return f"localx entry_point {Path(self.entry_point).name}"

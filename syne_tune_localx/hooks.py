@@ -1,0 +1,89 @@
+"""The extension surface shared by :class:`~syne_tune_localx.backend.LocalXBackend`
+and its mixins.
+
+The backend builds each trial launch from a handful of hooks. Mixins override
+them and never call or read each other; each owns state prefixed by its concern
+(``_gpu_*``, ``_args_*``, ``_ckpt_*``). :class:`BackendHooks` is the root that
+every mixin derives from: it holds the no-op end of each cooperative chain.
+
+Cooperative hooks (override, call ``super()``, combine the result):
+
+* :meth:`_trial_environment` -- environment variables to add for one launch.
+* :meth:`_extra_trial_arguments` -- arguments appended after the config ones.
+* :meth:`_trial_files` -- files to write into the trial folder before launch.
+* :meth:`_on_trial_process_end` -- the launch's process is gone (exited, killed,
+  or the launch failed after the environment was computed); release what the
+  launch held. Called exactly once per successful :meth:`_trial_environment` call.
+* :meth:`_cleanup_after_trial` -- from ``TrialBackend``: stop or pause was requested.
+
+Single-owner hooks (overridden once, by one mixin or by the host):
+
+* :meth:`_config_arguments` -- how the config becomes arguments (owned by the
+  argument mixin).
+* :meth:`trial_visible_path` -- a trial folder as the *trial* sees it; every
+  path a mixin puts into argv is derived from it (owned by the host).
+
+Public attributes of the host a mixin may read: ``trial_path(trial_id)``,
+``delete_checkpoints``, ``pass_args_as_json``.
+"""
+
+from pathlib import Path
+from typing import Any
+
+
+class BackendHooks:
+    """Root of the hook chains; see the module docstring for the contract."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+
+    # --- single owner -------------------------------------------------
+    def trial_visible_path(self, trial_id: int) -> Path:
+        """
+        :param trial_id: ID of trial
+        :return: The trial folder as the trial process sees it. Locally this is
+            ``trial_path(trial_id)``; a backend that runs trials elsewhere
+            returns the folder on that machine.
+        """
+        raise NotImplementedError
+
+    def _config_arguments(self, trial_id: int, config: dict[str, Any]) -> list[str]:
+        """
+        :param trial_id: ID of trial
+        :param config: Configuration of the trial
+        :return: argv entries that carry the configuration to the script
+        """
+        raise NotImplementedError
+
+    # --- cooperative --------------------------------------------------
+    def _trial_environment(self, trial_id: int, config: dict[str, Any]) -> dict[str, str]:
+        """
+        :param trial_id: ID of trial about to be launched
+        :param config: Configuration of the trial
+        :return: Environment variables to add for this launch. May reserve
+            resources; :meth:`_on_trial_process_end` releases them.
+        """
+        return {}
+
+    def _extra_trial_arguments(self, trial_id: int, config: dict[str, Any]) -> list[str]:
+        """
+        :param trial_id: ID of trial about to be launched
+        :param config: Configuration of the trial
+        :return: argv entries appended after the configuration arguments
+        """
+        return []
+
+    def _trial_files(self, trial_id: int, config: dict[str, Any]) -> dict[str, str]:
+        """
+        :param trial_id: ID of trial about to be launched
+        :param config: Configuration of the trial
+        :return: ``{file name relative to the trial folder: text}`` written
+            before the launch
+        """
+        return {}
+
+    def _on_trial_process_end(self, trial_id: int) -> None:
+        """The process of the latest launch of ``trial_id`` is really gone.
+
+        :param trial_id: ID of trial
+        """
