@@ -1,0 +1,129 @@
+"""LocalXBackend's shape: mixin order, the seed API, hook chains."""
+
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from syne_tune.backend.local_backend import LocalBackend
+from syne_tune.backend.trial_backend import TrialBackend
+
+from syne_tune_localx import LocalXBackend
+from syne_tune_localx.arguments import JsonArgsMixin
+from syne_tune_localx.checkpoints import CheckpointMixin
+from syne_tune_localx.errors import ConfigurationError
+from syne_tune_localx.gpu import GpuRotationMixin
+from syne_tune_localx.hooks import BackendHooks
+
+
+def test_mro_mixins_left_host_right():
+    mro = LocalXBackend.__mro__
+    assert mro[:7] == (
+        LocalXBackend, GpuRotationMixin, JsonArgsMixin, CheckpointMixin, BackendHooks,
+        TrialBackend, object,
+    )
+
+
+def test_mixins_do_not_touch_each_others_state():
+    # each mixin's source only names its own prefixed state
+    for mixin, own, others in [
+        (GpuRotationMixin, "_gpu_", ("_ckpt_", "_args_")),
+        (JsonArgsMixin, None, ("_gpu_", "_ckpt_")),
+        (CheckpointMixin, None, ("_gpu_", "_args_")),
+    ]:
+        source = inspect.getsource(inspect.getmodule(mixin))
+        for prefix in others:
+            assert f"self.{prefix}" not in source, (mixin, prefix)
+
+
+def test_constructor_accepts_every_seed_argument_plus_binary():
+    seed = inspect.signature(LocalBackend.__init__).parameters
+    ours = inspect.signature(LocalXBackend.__init__).parameters
+    for name, param in seed.items():
+        assert name in ours, name
+        assert ours[name].default == param.default, name
+    assert "binary" in ours
+
+
+def test_public_methods_of_the_seed_exist():
+    for name in ["trial_path", "checkpoint_trial_path", "copy_checkpoint", "delete_checkpoint",
+                 "busy_trial_ids", "stdout", "stderr", "set_path", "entrypoint_path",
+                 "set_entrypoint", "start_trial", "pause_trial", "resume_trial", "stop_trial",
+                 "stop_all", "fetch_status_results", "new_trial_id"]:
+        assert callable(getattr(LocalXBackend, name)), name
+    # what TrialBackend leaves abstract is implemented
+    for name in ["copy_checkpoint", "delete_checkpoint", "_resume_trial", "_pause_trial",
+                 "_stop_trial", "_schedule", "_all_trial_results", "busy_trial_ids", "stdout",
+                 "stderr", "entrypoint_path", "set_entrypoint"]:
+        assert getattr(LocalXBackend, name) is not getattr(TrialBackend, name), name
+
+
+def test_positional_order_matches_the_seed(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("")
+    backend = LocalXBackend(str(script), None, True, True, False, 0, None)
+    assert backend.delete_checkpoints and backend.pass_args_as_json
+    assert backend.rotate_gpus is False and backend.num_gpus_per_trial == 0
+    assert backend.binary == [sys.executable]
+
+
+def test_binary_as_string_or_list(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("")
+    b = LocalXBackend(str(script), binary=f"{sys.executable} -u -X dev")
+    assert b.binary == [sys.executable, "-u", "-X", "dev"]
+    b = LocalXBackend(str(script), binary=[sys.executable, "-u"])
+    assert b.binary == [sys.executable, "-u"]
+
+
+@pytest.mark.parametrize("binary", ["no-such-program-xyz", "", []])
+def test_bad_binary(tmp_path, binary):
+    script = tmp_path / "train.py"
+    script.write_text("")
+    with pytest.raises(ConfigurationError, match="binary"):
+        LocalXBackend(str(script), binary=binary)
+
+
+def test_missing_entry_point_names_the_path(tmp_path):
+    with pytest.raises(ConfigurationError, match="nope.py"):
+        LocalXBackend(str(tmp_path / "nope.py"))
+
+
+@pytest.mark.parametrize("kwargs", [{"stop_grace_period": -1}, {"threads_per_trial": 0},
+                                    {"threads_per_trial": True}])
+def test_bad_options(tmp_path, kwargs):
+    script = tmp_path / "train.py"
+    script.write_text("")
+    with pytest.raises(ConfigurationError, match=next(iter(kwargs))):
+        LocalXBackend(str(script), **kwargs)
+
+
+def test_paths_follow_set_path(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("")
+    backend = LocalXBackend(str(script))
+    backend.set_path(str(tmp_path / "res"), tuner_name="x")
+    assert backend.trial_path(4) == tmp_path / "res" / "4"
+    assert backend.checkpoint_trial_path(4) == tmp_path / "res" / "4" / "checkpoints"
+    assert backend.entrypoint_path() == script
+    other = tmp_path / "other.py"
+    other.write_text("")
+    backend.set_entrypoint(str(other))
+    assert backend.entrypoint_path() == other
+
+
+def test_importing_the_package_changes_no_environment_variable():
+    code = (
+        "import os; before = dict(os.environ)\n"
+        "import syne_tune_localx\n"
+        "from syne_tune_localx import LocalXBackend\n"
+        "import syne_tune_localx.backend, syne_tune_localx.registry\n"
+        "assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())\n"
+        "print('ok')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -1,0 +1,85 @@
+import logging
+from pathlib import Path
+
+import pytest
+
+from syne_tune_localx.checkpoints import CheckpointMixin
+from syne_tune_localx.hooks import BackendHooks
+
+
+class StubHost(CheckpointMixin, BackendHooks):
+    def __init__(self, root: Path):
+        self.root = root
+        super().__init__()
+
+    def trial_path(self, trial_id):
+        return self.root / str(trial_id)
+
+    def trial_visible_path(self, trial_id):
+        return Path("/seen/by/trial") / str(trial_id)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_checkpoint_folder_layout(tmp_path):
+    host = StubHost(tmp_path)
+    assert host.checkpoint_trial_path(3) == tmp_path / "3" / "checkpoints"
+
+
+def test_argument_uses_the_path_the_trial_sees(tmp_path):
+    args = StubHost(tmp_path)._extra_trial_arguments(3, {})
+    assert args == ["--st_checkpoint_dir=/seen/by/trial/3/checkpoints"]
+
+
+def test_copy_with_nested_files(tmp_path):
+    host = StubHost(tmp_path)
+    write(host.checkpoint_trial_path(0) / "model.pkl", "weights")
+    write(host.checkpoint_trial_path(0) / "sub" / "opt.pkl", "state")
+    host.copy_checkpoint(0, 1)
+    assert (host.checkpoint_trial_path(1) / "model.pkl").read_text() == "weights"
+    assert (host.checkpoint_trial_path(1) / "sub" / "opt.pkl").read_text() == "state"
+    # the source is untouched
+    assert (host.checkpoint_trial_path(0) / "model.pkl").read_text() == "weights"
+
+
+def test_copy_replaces_an_existing_target(tmp_path):
+    host = StubHost(tmp_path)
+    write(host.checkpoint_trial_path(0) / "model.pkl", "new")
+    write(host.checkpoint_trial_path(1) / "model.pkl", "old")
+    write(host.checkpoint_trial_path(1) / "stale.pkl", "stale")
+    host.copy_checkpoint(0, 1)
+    assert (host.checkpoint_trial_path(1) / "model.pkl").read_text() == "new"
+    assert not (host.checkpoint_trial_path(1) / "stale.pkl").exists()
+    assert not list(tmp_path.glob("1/*.copying"))
+
+
+def test_copy_from_missing_source_starts_clean_with_warning(tmp_path, caplog):
+    host = StubHost(tmp_path)
+    write(host.checkpoint_trial_path(1) / "model.pkl", "old")
+    with caplog.at_level(logging.WARNING):
+        host.copy_checkpoint(0, 1)
+    assert host.checkpoint_trial_path(1).is_dir()
+    assert list(host.checkpoint_trial_path(1).iterdir()) == []
+    assert any("does not exist" in r.message and "trial 0" in r.message for r in caplog.records)
+
+
+def test_copy_when_target_is_a_file(tmp_path):
+    host = StubHost(tmp_path)
+    write(host.checkpoint_trial_path(0) / "a", "x")
+    write(host.checkpoint_trial_path(1), "not a folder")
+    host.copy_checkpoint(0, 1)
+    assert (host.checkpoint_trial_path(1) / "a").read_text() == "x"
+
+
+def test_delete_is_idempotent(tmp_path):
+    host = StubHost(tmp_path)
+    write(host.checkpoint_trial_path(0) / "model.pkl", "weights")
+    host.delete_checkpoint(0)
+    assert not host.checkpoint_trial_path(0).exists()
+    assert (tmp_path / "0").is_dir()  # only the checkpoints go
+    host.delete_checkpoint(0)
+    host.delete_checkpoint(42)
