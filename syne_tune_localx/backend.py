@@ -61,6 +61,8 @@ class _TrialRun:
     ended: bool = False
     record: dict | None = None
     end_time: datetime | None = None
+    pending: dict | None = None  # config of a trial accepted but not launched yet
+    wait_reason: str | None = None
 
 
 def _as_argv(binary: str | list[str] | None) -> list[str]:
@@ -158,7 +160,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         self.threads_per_trial = threads_per_trial
         self.separate_working_dirs = bool(separate_working_dirs)
         self._runs: dict[int, _TrialRun] = {}
-        self._adopt_pending = False
+        self._adopt_orphans_on_use = False
         self.local_path: Path | None = None
         # like LocalBackend: a default folder until the Tuner sets one
         from syne_tune.util import experiment_path, random_string
@@ -306,9 +308,61 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         return path
 
     def _schedule(self, trial_id: int, config: dict[str, Any]):
-        previous = self._runs.get(trial_id)
-        attempt = 0 if previous is None else previous.attempt + 1
+        run = self._runs.get(trial_id)
         trial_path = self._make_trial_folder(trial_id, fresh=False)
+        if run is None:
+            run = _TrialRun(
+                attempt=-1,
+                process=None,
+                reader=MetricReader(trial_path / "std.out", trial_id),
+            )
+            self._runs[trial_id] = run
+        # fail now on what can never launch (a value the arguments cannot carry),
+        # not later when a waiting trial gets its turn
+        self._config_arguments(trial_id, config)
+        self._trial_files(trial_id, config)
+        run.requested = None
+        run.ended = False
+        run.record = None
+        run.end_time = None
+        run.process = None
+        run.pending = config
+        run.wait_reason = None
+        self._start_if_possible(trial_id)
+
+    def _start_pending(self) -> None:
+        """Launch waiting trials, oldest first, as far as they may start now."""
+        for trial_id in sorted(t for t, run in self._runs.items() if run.pending is not None):
+            try:
+                self._start_if_possible(trial_id)
+            except LaunchError as err:
+                # accepted earlier, so the tuner learns of it as a failed trial
+                run = self._runs[trial_id]
+                run.pending = None
+                run.ended = True
+                run.end_time = datetime.now()
+                run.record = {"exit_code": None, "cause": f"launch failed: {err}"}
+                with open(self.trial_path(trial_id) / "std.err", "a") as f:
+                    f.write(f"[localx] {err}\n")
+                logger.error(str(err))
+
+    def _start_if_possible(self, trial_id: int) -> None:
+        run = self._runs[trial_id]
+        config = run.pending
+        reason = self._trial_wait_reason(trial_id, config)
+        if reason is not None:
+            if reason != run.wait_reason:
+                logger.info(f"trial {trial_id} waits: {reason}")
+            run.wait_reason = reason
+            return
+        self._launch(trial_id, config, attempt=run.attempt + 1)
+        run.attempt += 1
+        run.pending = None
+        run.wait_reason = None
+        _LIVE_BACKENDS.add(self)
+
+    def _launch(self, trial_id: int, config: dict[str, Any], attempt: int) -> None:
+        trial_path = self.trial_path(trial_id)
         argv = (
             self.binary
             + [self.entry_point]
@@ -340,21 +394,18 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
                 f"{self.binary[0]!r}, the entry point and the trial folder {trial_path}"
             ) from err
         logger.info(f"trial {trial_id} started (pid {process.pid}): {shlex.join(argv)}")
-        if previous is None:
-            run = _TrialRun(
-                attempt=attempt,
-                process=process,
-                reader=MetricReader(trial_path / "std.out", trial_id),
-            )
-            self._runs[trial_id] = run
-        else:
-            previous.attempt = attempt
-            previous.process = process
-            previous.requested = None
-            previous.ended = False
-            previous.record = None
-            previous.end_time = None
-        _LIVE_BACKENDS.add(self)
+        self._runs[trial_id].process = process
+
+    def waiting_trials(self) -> dict[int, str]:
+        """
+        :return: ``{trial_id: reason}`` for trials accepted but not started
+            yet, because a resource they need is not available
+        """
+        return {
+            trial_id: run.wait_reason or "not started yet"
+            for trial_id, run in self._runs.items()
+            if run.pending is not None
+        }
 
     def _trial_environment(self, trial_id: int, config: dict[str, Any]) -> dict[str, str]:
         env = super()._trial_environment(trial_id, config)
@@ -373,11 +424,19 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         run = self._runs.get(trial_id)
         if run is None:
             return
+        run.requested = status
+        if run.pending is not None:
+            # never started: cancelling it is all there is to do
+            run.pending = None
+            run.wait_reason = None
+            run.ended = True
+            run.end_time = datetime.now()
+            return
+        was_running = not run.ended
         self._refresh(trial_id)
-        if run.requested is None and not run.ended:
+        if was_running:
             # what the trial printed before the decision still counts
             run.metrics.extend(run.reader.read_new())
-        run.requested = status
         if run.process is not None and not run.ended:
             run.process.terminate()
 
@@ -445,7 +504,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         if run.requested is not None:
             return run.requested
         if not run.ended:
-            return Status.in_progress
+            return Status.in_progress  # running, or waiting to start
         record = run.record
         if record is not None and record.get("exit_code") == 0 and not record.get(
             "stop_requested"
@@ -455,6 +514,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
 
     def _all_trial_results(self, trial_ids: list[int]) -> list[TrialResult]:
         self._adopt_orphans()
+        self._start_pending()
         results = []
         for trial_id in trial_ids:
             run = self._runs[trial_id]
@@ -479,9 +539,10 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         :return: List of ``(trial_id, status)``
         """
         self._adopt_orphans()
+        self._start_pending()
         busy = []
         for trial_id, run in self._runs.items():
-            if run.ended or run.process is None:
+            if run.ended:
                 continue
             self._refresh(trial_id)
             if run.ended:
@@ -496,7 +557,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
     # ------------------------------------------------------------------
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_adopt_pending"] = True
+        state["_adopt_orphans_on_use"] = True
         return state
 
     def __setstate__(self, state):
@@ -506,9 +567,9 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         """After a reload, end trial processes the previous tuner left behind
         before anything else happens, and settle their status: a trial whose
         exit was not seen by its guard is reported failed."""
-        if not self._adopt_pending:
+        if not self._adopt_orphans_on_use:
             return
-        self._adopt_pending = False
+        self._adopt_orphans_on_use = False
         for trial_id, run in self._runs.items():
             if run.process is None or run.ended:
                 continue

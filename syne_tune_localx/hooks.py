@@ -8,6 +8,9 @@ every mixin derives from: it holds the no-op end of each cooperative chain.
 
 Cooperative hooks (override, call ``super()``, combine the result):
 
+* :meth:`_trial_wait_reason` -- why a trial cannot start yet (``None``: it can).
+  A trial with a reason is accepted and waits; the backend asks again at every
+  poll and launches it as soon as every mixin answers ``None``.
 * :meth:`_trial_environment` -- environment variables to add for one launch.
 * :meth:`_extra_trial_arguments` -- arguments appended after the config ones.
 * :meth:`_trial_files` -- files to write into the trial folder before launch.
@@ -56,6 +59,16 @@ class BackendHooks:
         raise NotImplementedError
 
     # --- cooperative --------------------------------------------------
+    def _trial_wait_reason(self, trial_id: int, config: dict[str, Any]) -> str | None:
+        """
+        :param trial_id: ID of trial about to be launched
+        :param config: Configuration of the trial
+        :return: ``None`` if the trial may start now, otherwise a short reason
+            why it waits. An override returns the first reason of
+            ``super()`` unchanged, and its own otherwise.
+        """
+        return None
+
     def _trial_environment(self, trial_id: int, config: dict[str, Any]) -> dict[str, str]:
         """
         :param trial_id: ID of trial about to be launched
