@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from syne_tune_localx._compat import BUSY_STATUS, Status, TrialBackend, TrialResult
+from syne_tune_localx._guard import descendants
 from syne_tune_localx.arguments import JsonArgsMixin
 from syne_tune_localx.checkpoints import CheckpointMixin
 from syne_tune_localx.errors import ConfigurationError, LaunchError
@@ -396,6 +397,19 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         logger.info(f"trial {trial_id} started (pid {process.pid}): {shlex.join(argv)}")
         self._runs[trial_id].process = process
 
+    def trial_process_ids(self, trial_id: int) -> set[int]:
+        """
+        :param trial_id: ID of trial
+        :return: Process IDs of the trial's current launch while it runs: its
+            guard and everything below it (the guard is a subreaper, so
+            helpers the trial detached are included); empty otherwise
+        """
+        run = self._runs.get(trial_id)
+        if run is None or run.process is None or run.ended or run.process.pid is None:
+            return set()
+        pid = run.process.pid
+        return {pid, *descendants(pid)}
+
     def waiting_trials(self) -> dict[int, str]:
         """
         :return: ``{trial_id: reason}`` for trials accepted but not started
@@ -514,6 +528,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
 
     def _all_trial_results(self, trial_ids: list[int]) -> list[TrialResult]:
         self._adopt_orphans()
+        self._on_poll()
         self._start_pending()
         results = []
         for trial_id in trial_ids:
@@ -539,6 +554,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         :return: List of ``(trial_id, status)``
         """
         self._adopt_orphans()
+        self._on_poll()
         self._start_pending()
         busy = []
         for trial_id, run in self._runs.items():

@@ -18,6 +18,10 @@ Cooperative hooks (override, call ``super()``, combine the result):
   or the launch failed after the environment was computed); release what the
   launch held. Called exactly once per successful :meth:`_trial_environment` call.
 * :meth:`_cleanup_after_trial` -- from ``TrialBackend``: stop or pause was requested.
+* :meth:`_on_poll` -- the tuner polls the backend (``fetch_status_results``,
+  ``busy_trial_ids``); called before waiting trials are started. Keep it
+  cheap: throttle anything costly (the GPU mixin reads NVML at most once per
+  ``gpu_poll_interval``).
 
 Single-owner hooks (overridden once, by one mixin or by the host):
 
@@ -25,6 +29,9 @@ Single-owner hooks (overridden once, by one mixin or by the host):
   argument mixin).
 * :meth:`trial_visible_path` -- a trial folder as the *trial* sees it; every
   path a mixin puts into argv is derived from it (owned by the host).
+* :meth:`trial_process_ids` -- pids of a running trial's process tree, so a
+  mixin can tell the trial's own processes from others (owned by the host;
+  the root answers "none known").
 
 Public attributes of the host a mixin may read: ``trial_path(trial_id)``,
 ``delete_checkpoints``, ``pass_args_as_json``.
@@ -57,6 +64,16 @@ class BackendHooks:
         :return: argv entries that carry the configuration to the script
         """
         raise NotImplementedError
+
+    def trial_process_ids(self, trial_id: int) -> set[int]:
+        """
+        :param trial_id: ID of trial
+        :return: Process IDs of the trial's current launch, everything it
+            started included, while it runs; empty if it does not run or the
+            host cannot tell. Reads the live process table: call it at most
+            once per trial per poll.
+        """
+        return set()
 
     # --- cooperative --------------------------------------------------
     def _trial_wait_reason(self, trial_id: int, config: dict[str, Any]) -> str | None:
@@ -100,3 +117,7 @@ class BackendHooks:
 
         :param trial_id: ID of trial
         """
+
+    def _on_poll(self) -> None:
+        """The tuner polls the backend; called before waiting trials are
+        started. Must be cheap: it runs many times per second."""
