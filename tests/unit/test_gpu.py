@@ -16,10 +16,19 @@ except ImportError:  # tests/ is not on sys.path when pytest runs from tests/uni
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import fake_nvml
 
-from fake_nvml import FakeDevice, FakeNvml, fake_uuid
+from fake_nvml import (
+    GIB,
+    FakeDevice,
+    FakeNvml,
+    FakeProcess,
+    fake_mig_uuid,
+    fake_uuid,
+    mig_instances,
+    register_process,
+)
 
 from syne_tune_localx.errors import ConfigurationError
-from syne_tune_localx.gpu import GpuDevice, GpuRotationMixin, NvmlInventory
+from syne_tune_localx.gpu import GpuDevice, GpuProcess, GpuRotationMixin, NvmlInventory
 from syne_tune_localx.hooks import BackendHooks
 
 LOGGER = "syne_tune_localx.gpu"
@@ -88,6 +97,7 @@ def test_inventory_lists_every_gpu_with_its_details(num_gpus):
         memory_used=2**20,
         utilization=37,
         cuda_id="0",
+        processes=(),
     )
     # NVML is opened and closed once per query: no live handle stays around.
     assert nvml.init_calls == nvml.shutdown_calls == 1
@@ -141,7 +151,7 @@ def test_inventory_empty_cvd_means_no_gpu(monkeypatch, caplog):
         ("3,1,3,0", [3, 1]),  # repeated device
         ("GPU-0", []),  # ambiguous UUID prefix: matches every fake GPU
         ("0,GPU-ffff", [0]),  # unknown UUID
-        ("2,MIG-abcd,0", [2]),  # MIG instances are not placed by us
+        ("2,MIG-abcd,0", [2]),  # no such MIG instance
     ],
 )
 def test_inventory_invalid_cvd_entry_ends_the_list(monkeypatch, caplog, cvd, expected):
@@ -151,6 +161,121 @@ def test_inventory_invalid_cvd_entry_ends_the_list(monkeypatch, caplog, cvd, exp
     assert [d.index for d in devices] == expected
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and cvd in warnings[0].getMessage()
+
+
+def test_inventory_lists_processes_with_their_memory():
+    nvml = FakeNvml(2)
+    nvml.devices[1].processes = [
+        FakeProcess(pid=30, memory=5 * GIB),
+        FakeProcess(pid=10, memory=300 * 2**20, kind="graphics"),
+        FakeProcess(pid=20, memory=2 * GIB, kind="both"),  # in both lists: counted once
+        FakeProcess(pid=40, memory=None),  # NVML cannot tell (e.g. WDDM)
+    ]
+    first, second = NvmlInventory(nvml=nvml).devices()
+    assert first.processes == ()
+    assert second.processes == (
+        GpuProcess(pid=10, memory=300 * 2**20, kind="graphics"),
+        GpuProcess(pid=20, memory=2 * GIB, kind="compute+graphics"),
+        GpuProcess(pid=30, memory=5 * GIB, kind="compute"),
+        GpuProcess(pid=40, memory=None, kind="compute"),
+    )
+    # the driver's own share plus the processes
+    assert second.memory_used == 2**20 + 5 * GIB + 300 * 2**20 + 2 * GIB
+
+
+def test_inventory_without_process_listing_says_so_once(caplog):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    nvml = FakeNvml([FakeDevice(uuid=fake_uuid(0), processes_supported=False)])
+    inventory = NvmlInventory(nvml=nvml)
+    for _ in range(3):
+        (device,) = inventory.devices()
+        assert device.processes is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2  # compute and graphics, once each
+    assert all("not supported" in m and fake_uuid(0) in m for m in messages)
+
+
+def test_inventory_follows_processes_that_come_and_go(tmp_path):
+    nvml = FakeNvml(1, process_dir=tmp_path)
+    inventory = NvmlInventory(nvml=nvml)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        register_process(tmp_path, child.pid, "0", 3 * GIB)
+        register_process(tmp_path, 2**22 + 17, "0", GIB)  # no such process
+        (device,) = inventory.devices()
+        assert device.processes == (GpuProcess(pid=child.pid, memory=3 * GIB),)
+        assert device.memory_used == 2**20 + 3 * GIB
+    finally:
+        child.kill()
+        child.wait()
+    (device,) = inventory.devices()
+    assert device.processes == () and device.memory_used == 2**20
+
+
+def mig_machine():
+    """GPU 0 with MIG on (two instances, slot 1 empty), GPU 1 MIG-capable but
+    off, GPU 2 without MIG."""
+    instances = mig_instances(0, 3)
+    instances[1] = None
+    return FakeNvml(
+        [
+            FakeDevice(uuid=fake_uuid(0), mig=instances),
+            FakeDevice(uuid=fake_uuid(1), mig=[]),
+            FakeDevice(uuid=fake_uuid(2)),
+        ]
+    )
+
+
+def test_mig_instances_replace_their_gpu():
+    devices = NvmlInventory(nvml=mig_machine()).devices()
+    assert [d.uuid for d in devices] == [
+        fake_mig_uuid(0, 0), fake_mig_uuid(0, 2), fake_uuid(1), fake_uuid(2),
+    ]  # fmt: skip
+    assert [d.cuda_id for d in devices] == [fake_mig_uuid(0, 0), fake_mig_uuid(0, 2), "1", "2"]
+    mig = devices[0]
+    assert mig.is_mig and mig.parent_uuid == fake_uuid(0) and mig.index == 0
+    assert mig.mig_instance == (1, 0)
+    assert mig.memory_total == 10 * GIB and mig.utilization is None
+    assert not devices[2].is_mig
+    # the parent's 80 GiB are not counted next to its instances
+    assert sum(d.memory_total for d in devices) == 2 * 10 * GIB + 2 * 80 * GIB
+
+
+@pytest.mark.parametrize(
+    "cvd, expected",
+    [
+        ("0", [fake_mig_uuid(0, 0), fake_mig_uuid(0, 2)]),  # the instances of GPU 0
+        (fake_uuid(0), [fake_mig_uuid(0, 0), fake_mig_uuid(0, 2)]),
+        (f"{fake_mig_uuid(0, 2)},2", [fake_mig_uuid(0, 2), "2"]),
+        (fake_mig_uuid(0, 2)[:12], [fake_mig_uuid(0, 2)]),  # a prefix is enough
+        (f"MIG-{fake_uuid(0)}/3/0", [fake_mig_uuid(0, 2)]),  # naming before R470
+        (f"MIG-{fake_uuid(0)}/9/0,1", []),
+        (f"{fake_mig_uuid(0, 0)},0", [fake_mig_uuid(0, 0)]),  # repeats an instance
+    ],
+)
+def test_cvd_names_mig_instances(monkeypatch, cvd, expected):
+    monkeypatch.setenv(CVD, cvd)
+    devices = NvmlInventory(nvml=mig_machine()).devices()
+    assert [d.cuda_id for d in devices] == expected
+
+
+def test_mig_enabled_without_instances_is_warned_and_offers_nothing(caplog):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    nvml = FakeNvml([FakeDevice(uuid=fake_uuid(0), mig=[None]), FakeDevice(uuid=fake_uuid(1))])
+    inventory = NvmlInventory(nvml=nvml)
+    assert [d.uuid for d in inventory.devices()] == [fake_uuid(1)]
+    inventory.devices()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "MIG enabled but no MIG instance" in warnings[0].getMessage()
+    nvml.devices.pop()
+    assert inventory.devices() == []
+    assert "MIG instance" in inventory.unavailable_reason
+
+
+def test_rotation_places_trials_on_mig_instances():
+    host = Host(gpu_inventory=NvmlInventory(nvml=mig_machine()))
+    placed = [launch(host, t)[CVD] for t in range(4)]
+    assert placed == [fake_mig_uuid(0, 0), fake_mig_uuid(0, 2), "1", "2"]
 
 
 @pytest.fixture
