@@ -110,7 +110,10 @@ class Guard:
 
     def run(self):
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
-        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if self.spec.get("parent_death_signal", False):
+            # the signal follows the *thread* that started us, so the backend asks
+            # for it only from the main thread; the getppid() check covers the rest
+            _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         parent = self.spec.get("parent_pid")
         if parent is not None and os.getppid() != parent:
             self.stop_reason = "tuner gone"
@@ -176,14 +179,16 @@ class Guard:
         if sig == signal.SIGTERM:
             self.term_sent = True
             self.kill_at = time.time() + self.grace
-        targets = set(descendants(os.getpid()))
         try:
             os.killpg(self.pid, sig)
         except OSError:
             pass
-        for pid in targets:
+        # what left the trial's group (setsid helpers) gets the signal on its own;
+        # the group got it once already, a second SIGTERM would cut its handler short
+        for pid in descendants(os.getpid()):
             try:
-                os.kill(pid, sig)
+                if os.getpgid(pid) != self.pid:
+                    os.kill(pid, sig)
             except OSError:
                 pass
 

@@ -17,13 +17,19 @@ _TAG_BYTES = f"[{METRIC_TAG}]: ".encode()
 _METRIC_RE = re.compile(rb"\[" + re.escape(METRIC_TAG.encode()) + rb"\]: (\{.*\})")
 
 
+# an unfinished line kept between polls is capped: a metric line is under
+# 50 kB (syne-tune's Reporter asserts it), a progress bar redrawn with "\r" and
+# no newline may grow without end
+MAX_TAIL_BYTES = 256 * 1024
+
+
 class MetricReader:
     """Reads the metrics of one trial from its stdout file, a piece at a time.
 
-    Holds an offset and the number of lines consumed; a partial last line (the
-    trial is in the middle of writing it) is left for the next read. A line
-    tagged as a metric whose payload is not a JSON object is skipped with one
-    warning naming the trial and the line; tuning goes on.
+    Holds the offset of the bytes read so far and the unfinished last line
+    (the trial is in the middle of writing it), so no byte is read twice. A
+    line tagged as a metric whose payload is not a JSON object is skipped with
+    one warning naming the trial and the line; tuning goes on.
 
     :param path: The trial's stdout file; it may not exist yet
     :param trial_id: ID of the trial, for messages
@@ -33,6 +39,7 @@ class MetricReader:
         self.path = Path(path)
         self.trial_id = trial_id
         self.offset = 0
+        self.tail = b""
         self.line_number = 0
         self.skipped = 0
 
@@ -40,28 +47,17 @@ class MetricReader:
         """
         :return: Metrics completed since the previous call, in order
         """
-        try:
-            size = os.stat(self.path).st_size
-        except FileNotFoundError:
+        chunk = self._read_from_offset()
+        if not chunk:
             return []
-        if size < self.offset:
-            logger.warning(
-                f"trial {self.trial_id}: {self.path} shrank from {self.offset} to {size} "
-                f"bytes (truncated by someone else?); reading it again from the start"
-            )
-            self.offset = 0
-            self.line_number = 0
-        if size == self.offset:
-            return []
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            chunk = f.read(size - self.offset)
-        end = chunk.rfind(b"\n")
+        data = self.tail + chunk
+        end = data.rfind(b"\n")
         if end < 0:
+            self.tail = data[-MAX_TAIL_BYTES:]
             return []
-        self.offset += end + 1
+        self.tail = data[end + 1 :][-MAX_TAIL_BYTES:]
         metrics = []
-        for line in chunk[:end].split(b"\n"):
+        for line in data[:end].split(b"\n"):
             self.line_number += 1
             if _TAG_BYTES not in line:
                 continue
@@ -74,16 +70,30 @@ class MetricReader:
         """Ignore what the file holds now: used when a trial is resumed, so what
         the previous process printed after it was asked to stop is not taken
         as a result of the new one."""
-        self.read_new()
+        chunk = self._read_from_offset()
+        self.line_number += (self.tail + chunk).count(b"\n")
+        self.tail = b""
+
+    def _read_from_offset(self) -> bytes:
         try:
             size = os.stat(self.path).st_size
         except FileNotFoundError:
-            return
-        if size > self.offset:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                self.line_number += f.read(size - self.offset).count(b"\n")
-            self.offset = size
+            return b""
+        if size < self.offset:
+            logger.warning(
+                f"trial {self.trial_id}: {self.path} shrank from {self.offset} to {size} "
+                f"bytes (truncated by someone else?); reading it again from the start"
+            )
+            self.offset = 0
+            self.tail = b""
+            self.line_number = 0
+        if size == self.offset:
+            return b""
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read(size - self.offset)
+        self.offset += len(chunk)
+        return chunk
 
     def _parse(self, line: bytes) -> dict | None:
         match = _METRIC_RE.search(line)

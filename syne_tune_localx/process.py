@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -99,6 +100,7 @@ class TrialProcess:
             "grace_period": spec.grace_period,
             "record_path": spec.record,
             "parent_pid": os.getpid(),
+            "parent_death_signal": threading.current_thread() is threading.main_thread(),
         }
         spec_path = trial_path / "launch.json"
         _write_atomically(spec_path, json.dumps(guard_spec, indent=1))

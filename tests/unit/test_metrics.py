@@ -242,13 +242,6 @@ def test_a_poll_of_a_million_line_log_at_its_end_reads_nothing(tmp_path, read_co
     assert read_counter["bytes"] == len(tail.encode())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="metrics.py MetricReader.read_new re-reads everything after the last newline "
-    "on every poll (offset only advances past a newline), so a trial that prints "
-    "progress with '\\r' and no newline (tqdm to stdout) makes each poll cost the "
-    "whole unterminated tail: quadratic over a run",
-)
 def test_a_poll_does_not_reread_a_long_unterminated_line(tmp_path, read_counter):
     log = tmp_path / "std.out"
     reader = MetricReader(log, trial_id=0)

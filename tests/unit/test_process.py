@@ -131,15 +131,10 @@ def test_trial_that_traps_sigterm_writes_its_file_and_exits(tmp_path, cleanup):
     assert record["signal"] != "SIGKILL"
 
 
-DOUBLE_SIGTERM = (
-    "_guard.py Guard.signal_tree sends SIGTERM twice to every process of the trial's "
-    "group (os.killpg, then os.kill for each descendant); the second one can cut the "
-    "trial's SIGTERM handler short or land after Python restored SIG_DFL at exit, so a "
-    "trial that handled SIGTERM and exited 0 is recorded as killed by SIGTERM"
-)
+# Regression: the guard once sent SIGTERM twice to each process of the trial's group
+# (killpg, then kill per descendant), cutting SIGTERM handlers short.
 
 
-@pytest.mark.xfail(strict=True, reason=DOUBLE_SIGTERM)
 def test_guard_sends_each_process_one_sigterm(tmp_path, monkeypatch):
     """Deterministic: the guard's signalling is recorded instead of sent."""
     from syne_tune_localx import _guard
@@ -183,7 +178,6 @@ def test_guard_sends_each_process_one_sigterm(tmp_path, monkeypatch):
             process.wait()
 
 
-@pytest.mark.xfail(strict=False, reason=DOUBLE_SIGTERM + " (a race: may pass by luck)")
 def test_a_trapping_trial_gets_one_sigterm_and_its_exit_code_is_recorded(tmp_path, cleanup):
     """The handler runs once and the clean exit is what the record says. The
     double delivery is a race, so this repeats the stop a few times."""
@@ -478,12 +472,6 @@ def test_trial_ends_when_the_process_that_started_it_dies(tmp_path, cleanup):
     assert record["stop_requested"] is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_guard.py Guard.run sets PR_SET_PDEATHSIG=SIGTERM on the guard; Linux sends it "
-    "when the *thread* that forked the guard exits, not the tuner process, so a trial "
-    "started from a short-lived thread is stopped while the tuner lives",
-)
 def test_trial_outlives_the_thread_that_started_it(tmp_path, cleanup):
     process = TrialProcess(make_spec(tmp_path, "ignore", grace=GRACE))
     cleanup[0].append(process)
