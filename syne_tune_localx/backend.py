@@ -484,7 +484,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         live = [
             (trial_id, run.process)
             for trial_id, run in self._runs.items()
-            if run.process is not None and not run.ended
+            if run.process is not None and not run.ended and not run.process.owned_elsewhere()
         ]
         for _, process in live:
             process.terminate()
@@ -588,6 +588,12 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         self._adopt_orphans_on_use = False
         for trial_id, run in self._runs.items():
             if run.process is None or run.ended:
+                continue
+            if run.process.owned_elsewhere():
+                logger.info(
+                    f"trial {trial_id} belongs to a tuner that still runs (pid "
+                    f"{run.process.owner[0]}); this copy leaves it alone"
+                )
                 continue
             if run.process.poll():
                 logger.warning(

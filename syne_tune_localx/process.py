@@ -81,6 +81,7 @@ class TrialProcess:
         self.pid: int | None = None
         self.ticks: int | None = None
         self.returncode: int | None = None
+        self.owner: tuple[int, int | None] | None = None  # (pid, start ticks) of the launcher
         self._popen: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -123,6 +124,7 @@ class TrialProcess:
             )
         self.pid = self._popen.pid
         self.ticks = _start_ticks(self.pid)
+        self.owner = (os.getpid(), _start_ticks(os.getpid()))
 
     # --- watching --------------------------------------------------------
     def poll(self) -> bool:
@@ -161,6 +163,21 @@ class TrialProcess:
             except OSError:
                 return False
         return True
+
+    def owned_elsewhere(self) -> bool:
+        """
+        :return: True if the process that launched this one is another process
+            and still alive (this object was unpickled elsewhere, e.g. to inspect
+            a running experiment): then it is not ours to end
+        """
+        if self.owner is None or self.owner[0] == os.getpid():
+            return False
+        pid, ticks = self.owner
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return ticks is None or _start_ticks(pid) == ticks
 
     def terminate(self) -> None:
         """Ask the guard to stop the trial: SIGTERM now, SIGKILL after the grace
