@@ -333,7 +333,15 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
 
     def _start_pending(self) -> None:
         """Launch waiting trials, oldest first, as far as they may start now."""
-        for trial_id in sorted(t for t, run in self._runs.items() if run.pending is not None):
+        pending = sorted(t for t, run in self._runs.items() if run.pending is not None)
+        if pending:
+            # what a waiting trial waits for may be held by a trial the tuner no
+            # longer asks about (stopped, or its end not fetched yet): notice
+            # every process end first, so that its resources are released
+            for trial_id, run in list(self._runs.items()):
+                if run.process is not None and not run.ended:
+                    self._refresh(trial_id)
+        for trial_id in pending:
             try:
                 self._start_if_possible(trial_id)
             except LaunchError as err:
