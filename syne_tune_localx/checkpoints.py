@@ -1,6 +1,7 @@
 """Checkpoint folders of trials: :class:`CheckpointMixin`."""
 
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,15 @@ from syne_tune_localx.trial import CHECKPOINT_DIR_ARG
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FOLDER_NAME = "checkpoints"
+
+
+def _copy_if_present(src: str, dst: str) -> None:
+    try:
+        shutil.copy2(src, dst)
+    except FileNotFoundError:
+        if os.path.lexists(src):
+            raise  # the target side is missing: a real error
+        logger.debug(f"{src} vanished while copying the checkpoint; skipped")
 
 
 class CheckpointMixin(BackendHooks):
@@ -56,7 +66,10 @@ class CheckpointMixin(BackendHooks):
         # copy next to the target, then rename, so a failed copy leaves no half folder
         tmp = tgt.with_name(tgt.name + ".copying")
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(src, tmp, symlinks=True)
+        # the source trial may still run (PBT copies from live trials) and replace
+        # its checkpoint files while we copy: a file that vanished between listing
+        # and copying is skipped, its replacement is already in the listing or not
+        shutil.copytree(src, tmp, symlinks=True, copy_function=_copy_if_present)
         tmp.rename(tgt)
 
     def delete_checkpoint(self, trial_id: int):

@@ -1,4 +1,6 @@
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,22 @@ def test_delete_is_idempotent(tmp_path):
     assert (tmp_path / "0").is_dir()  # only the checkpoints go
     host.delete_checkpoint(0)
     host.delete_checkpoint(42)
+
+
+def test_copy_from_a_trial_that_replaces_its_files_meanwhile(tmp_path, monkeypatch):
+    # PBT copies from running trials; a temp file renamed away between listing and
+    # copying once raised shutil.Error out of start_trial and ended the tuning
+    host = StubHost(tmp_path)
+    write(host.checkpoint_trial_path(0) / "checkpoint.pkl", "v1")
+    tmp_file = write(host.checkpoint_trial_path(0) / ".checkpoint.pkl.tmp", "v2")
+    real_copy2 = shutil.copy2
+
+    def copy2_while_trial_renames(src, dst, **kwargs):
+        if src.endswith(".tmp"):
+            os.replace(tmp_file, host.checkpoint_trial_path(0) / "checkpoint.pkl")
+        return real_copy2(src, dst, **kwargs)
+
+    monkeypatch.setattr(shutil, "copy2", copy2_while_trial_renames)
+    host.copy_checkpoint(0, 1)
+    copied = {p.name for p in host.checkpoint_trial_path(1).iterdir()}
+    assert "checkpoint.pkl" in copied and ".checkpoint.pkl.tmp" not in copied
