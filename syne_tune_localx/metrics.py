@@ -13,8 +13,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 METRIC_TAG = "tune-metric"
-_TAG_BYTES = f"[{METRIC_TAG}]: ".encode()
-_METRIC_RE = re.compile(rb"\[" + re.escape(METRIC_TAG.encode()) + rb"\]: (\{.*\})")
+_TAGGED_RE = re.compile(re.escape(f"[{METRIC_TAG}]: ") + "(.*)$", re.MULTILINE)
 
 
 # an unfinished line kept between polls is capped: a metric line is under
@@ -56,13 +55,18 @@ class MetricReader:
             self.tail = data[-MAX_TAIL_BYTES:]
             return []
         self.tail = data[end + 1 :][-MAX_TAIL_BYTES:]
+        lines = data[:end].decode("utf-8", "replace")
+        first_line = self.line_number + 1
+        self.line_number += lines.count("\n") + 1
         metrics = []
-        for line in data[:end].split(b"\n"):
-            self.line_number += 1
-            if _TAG_BYTES not in line:
-                continue
-            metric = self._parse(line)
-            if metric is not None:
+        # one scan over the chunk finds the tagged lines; line numbers are only
+        # counted for the rare malformed one
+        for match in _TAGGED_RE.finditer(lines):
+            metric, error = _parse_payload(match.group(1))
+            if metric is None:
+                number = first_line + lines.count("\n", 0, match.start())
+                self._warn(lines, match.start(), number, error)
+            else:
                 metrics.append(metric)
         return metrics
 
@@ -95,21 +99,30 @@ class MetricReader:
         self.offset += len(chunk)
         return chunk
 
-    def _parse(self, line: bytes) -> dict | None:
-        match = _METRIC_RE.search(line)
-        error = "no JSON object after the tag"
-        if match is not None:
-            try:
-                metric = json.loads(match.group(1))
-                if isinstance(metric, dict):
-                    return metric
-                error = "payload is not a JSON object"
-            except ValueError as err:
-                error = str(err)
+    def _warn(self, text: str, position: int, number: int, error: str) -> None:
         self.skipped += 1
-        text = line.decode("utf-8", "replace")
+        start = text.rfind("\n", 0, position) + 1
+        end = text.find("\n", position)
+        line = text[start : end if end >= 0 else len(text)]
         logger.warning(
             f"trial {self.trial_id}: skipped a malformed metric at line "
-            f"{self.line_number} of {self.path} ({error}): {text[:200]}"
+            f"{number} of {self.path} ({error}): {line[:200]}"
         )
-        return None
+
+
+def _parse_payload(payload: str) -> tuple[dict | None, str]:
+    """
+    :param payload: What follows the tag on its line
+    :return: ``(metric, "")``, or ``(None, what is wrong)``
+    """
+    # like syne-tune's reader: from the first "{" to the last "}" of the line
+    first, last = payload.find("{"), payload.rfind("}")
+    if first != 0 or last < 0:
+        return None, "no JSON object after the tag"
+    try:
+        metric = json.loads(payload[: last + 1])
+    except ValueError as err:
+        return None, str(err)
+    if not isinstance(metric, dict):
+        return None, "payload is not a JSON object"
+    return metric, ""
