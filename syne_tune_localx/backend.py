@@ -161,6 +161,9 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         self.threads_per_trial = threads_per_trial
         self.separate_working_dirs = bool(separate_working_dirs)
         self._runs: dict[int, _TrialRun] = {}
+        # trials running or waiting to start: what a poll looks at, so its cost
+        # does not grow with the number of trials that ended
+        self._unfinished: set[int] = set()
         self._adopt_orphans_on_use = False
         self.local_path: Path | None = None
         # like LocalBackend: a default folder until the Tuner sets one
@@ -329,18 +332,18 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         run.process = None
         run.pending = config
         run.wait_reason = None
+        self._unfinished.add(trial_id)
         self._start_if_possible(trial_id)
 
     def _start_pending(self) -> None:
         """Launch waiting trials, oldest first, as far as they may start now."""
-        pending = sorted(t for t, run in self._runs.items() if run.pending is not None)
+        pending = sorted(t for t in self._unfinished if self._runs[t].pending is not None)
         if pending:
             # what a waiting trial waits for may be held by a trial the tuner no
             # longer asks about (stopped, or its end not fetched yet): notice
             # every process end first, so that its resources are released
-            for trial_id, run in list(self._runs.items()):
-                if run.process is not None and not run.ended:
-                    self._refresh(trial_id)
+            for trial_id in list(self._unfinished):
+                self._refresh(trial_id)
         for trial_id in pending:
             try:
                 self._start_if_possible(trial_id)
@@ -348,8 +351,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
                 # accepted earlier, so the tuner learns of it as a failed trial
                 run = self._runs[trial_id]
                 run.pending = None
-                run.ended = True
-                run.end_time = datetime.now()
+                self._mark_ended(trial_id)
                 run.record = {"exit_code": None, "cause": f"launch failed: {err}"}
                 with open(self.trial_path(trial_id) / "std.err", "a") as f:
                     f.write(f"[localx] {err}\n")
@@ -425,7 +427,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         """
         return {
             trial_id: run.wait_reason or "not started yet"
-            for trial_id, run in self._runs.items()
+            for trial_id, run in ((t, self._runs[t]) for t in sorted(self._unfinished))
             if run.pending is not None
         }
 
@@ -451,8 +453,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
             # never started: cancelling it is all there is to do
             run.pending = None
             run.wait_reason = None
-            run.ended = True
-            run.end_time = datetime.now()
+            self._mark_ended(trial_id)
             return
         was_running = not run.ended
         self._refresh(trial_id)
@@ -490,9 +491,10 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
 
     def _end_all_processes(self) -> None:
         live = [
-            (trial_id, run.process)
-            for trial_id, run in self._runs.items()
-            if run.process is not None and not run.ended and not run.process.owned_elsewhere()
+            (trial_id, self._runs[trial_id].process)
+            for trial_id in sorted(self._unfinished)
+            if self._runs[trial_id].process is not None
+            and not self._runs[trial_id].process.owned_elsewhere()
         ]
         for _, process in live:
             process.terminate()
@@ -511,15 +513,20 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         run = self._runs[trial_id]
         if run.ended or run.process is None or run.process.poll():
             return
-        run.ended = True
         run.record = run.process.record()
         end = run.record.get("end_time") if run.record else None
-        run.end_time = datetime.fromtimestamp(end) if end else datetime.now()
+        self._mark_ended(trial_id, datetime.fromtimestamp(end) if end else None)
         if run.requested is None:
             run.metrics.extend(run.reader.read_new())
         elif run.requested == Status.stopped and self.delete_checkpoints:
             self.delete_checkpoint(trial_id)
         self._on_trial_process_end(trial_id)
+
+    def _mark_ended(self, trial_id: int, end_time: datetime | None = None) -> None:
+        run = self._runs[trial_id]
+        run.ended = True
+        run.end_time = end_time or datetime.now()
+        self._unfinished.discard(trial_id)
 
     def _status(self, trial_id: int) -> str:
         run = self._runs[trial_id]
@@ -565,9 +572,8 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         self._on_poll()
         self._start_pending()
         busy = []
-        for trial_id, run in self._runs.items():
-            if run.ended:
-                continue
+        for trial_id in sorted(self._unfinished):
+            run = self._runs[trial_id]
             self._refresh(trial_id)
             if run.ended:
                 continue
