@@ -270,10 +270,11 @@ class NvmlInventory:
         get_utilization = getattr(nvml, "nvmlDeviceGetUtilizationRates", None)
         if get_utilization is None:
             return None
+        nvml_error = getattr(nvml, "NVMLError", None) or OSError
         try:
             return int(get_utilization(handle).gpu)
-        except Exception:  # not supported on every device (MIG, vGPU)
-            return None
+        except (nvml_error, OSError, AttributeError, TypeError, ValueError):
+            return None  # not supported on every device (MIG, vGPU)
 
     def _processes(self, nvml: Any, handle: Any, uuid: str) -> tuple[GpuProcess, ...] | None:
         """Compute and graphics processes, merged by pid (a process that is in

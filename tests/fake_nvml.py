@@ -57,12 +57,12 @@ class NVMLError(Exception):
         return f"fake NVML error {self.value}"
 
 
-class NVMLError_NotSupported(NVMLError):  # noqa: N801 (pynvml's name)
+class NVMLError_NotSupported(NVMLError):  # pynvml's name
     def __init__(self, value: int = NVML_ERROR_NOT_SUPPORTED):
         super().__init__(value)
 
 
-class NVMLError_NotFound(NVMLError):  # noqa: N801 (pynvml's name)
+class NVMLError_NotFound(NVMLError):  # pynvml's name
     def __init__(self, value: int = NVML_ERROR_NOT_FOUND):
         super().__init__(value)
 
@@ -114,9 +114,9 @@ class _Utilization:
 class _ProcessInfo:
     # the fields pynvml's friendly process objects have
     pid: int
-    usedGpuMemory: int | None  # noqa: N815 (pynvml's name)
-    gpuInstanceId: int = 0xFFFFFFFF  # noqa: N815
-    computeInstanceId: int = 0xFFFFFFFF  # noqa: N815
+    usedGpuMemory: int | None  # pynvml's name
+    gpuInstanceId: int = 0xFFFFFFFF
+    computeInstanceId: int = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ trials waited instead of sharing, what each trial saw in
 ``CUDA_VISIBLE_DEVICES``, and the peak GPU memory recorded for it.
 """
 
+import contextlib
 import importlib.util
+import itertools
 import json
 import os
 
@@ -26,17 +28,15 @@ def _visible_gpu_count() -> int:
         return 0
     try:
         pynvml.nvmlInit()
-    except Exception:  # no driver, no library
+    except (pynvml.NVMLError, OSError):  # no driver, no library
         return 0
     try:
         return int(pynvml.nvmlDeviceGetCount())
-    except Exception:
+    except pynvml.NVMLError:
         return 0
     finally:
-        try:
+        with contextlib.suppress(pynvml.NVMLError):
             pynvml.nvmlShutdown()
-        except Exception:
-            pass
 
 
 def _allocator() -> str | None:
@@ -147,6 +147,6 @@ def test_trials_on_a_real_gpu(tmp_path, monkeypatch):
     # sharing was off: the extra trial waited for a GPU to be free
     for uuid, times in spans.items():
         times.sort()
-        for (_, end), (start, _) in zip(times, times[1:]):
+        for (_, end), (start, _) in itertools.pairwise(times):
             assert start >= end, (uuid, times)
     assert sum(len(t) for t in spans.values()) == num_trials

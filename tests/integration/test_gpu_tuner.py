@@ -8,27 +8,28 @@ process lives, as a driver would. The trial script writes what it saw
 (``CUDA_VISIBLE_DEVICES`` among others) into ``seen.json`` in its trial folder.
 """
 
+import itertools
 import json
 import logging
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from fake_nvml import (
+    GIB,
+    MIB,
+    FakeDevice,
+    FakeNvml,
+    FakeProcess,
+    fake_uuid,
+    register_process,
+)
 from syne_tune import StoppingCriterion, Tuner
 from syne_tune.config_space import uniform
 from syne_tune.optimizer.baselines import RandomSearch
 from syne_tune.optimizer.scheduler import SchedulerDecision
 from syne_tune.tuner_callback import TunerCallback
-
-try:
-    import fake_nvml
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import fake_nvml
-
-from fake_nvml import GIB, MIB, FakeDevice, FakeNvml, FakeProcess, fake_uuid, register_process
 
 from syne_tune_localx import LocalXBackend
 from syne_tune_localx.gpu import NvmlInventory
@@ -173,7 +174,7 @@ def assert_no_gpu_shared(backend, trial_ids):
         by_gpu.setdefault(seen(backend, trial_id)["cvd"], []).append(interval(backend, trial_id))
     for spans in by_gpu.values():
         spans.sort()
-        for (_, end), (start, _) in zip(spans, spans[1:]):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             assert start >= end, spans
 
 

@@ -9,19 +9,20 @@ The stub host plays the backend's part of the hook contract: it asks
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import dill
 import pytest
-
-try:
-    import fake_nvml
-except ImportError:  # tests/ is not on sys.path when pytest runs from tests/unit
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import fake_nvml
-
-from fake_nvml import GIB, MIB, FakeDevice, FakeNvml, FakeProcess, fake_uuid, mig_instances
+from fake_nvml import (
+    GIB,
+    MIB,
+    FakeDevice,
+    FakeNvml,
+    FakeProcess,
+    fake_mig_uuid,
+    fake_uuid,
+    mig_instances,
+)
 
 import syne_tune_localx.gpu as gpu_module
 from syne_tune_localx.errors import ConfigurationError
@@ -271,7 +272,7 @@ def test_foreign_processes_that_come_and_go_are_followed(tmp_path, clock):
     end(host, 0)
     nvml.devices[0].processes = [FakeProcess(pid=4242, memory=75 * GIB)]
     clock.now += 1.0
-    kind, reason = start(host, 1)
+    _, reason = start(host, 1)
     assert "75.0 GiB used by a foreign process (pid 4242)" in reason
     nvml.devices[0].processes = []
     # the next reading is due only after the poll interval
@@ -291,8 +292,10 @@ def test_trials_started_in_the_same_poll_are_kept_apart_by_their_bookings(tmp_pa
     assert placed[:2] == ["0", "1"]
     assert placed[2] == (
         "waits",
-        "no GPU can take it: GPU 0: 50.0 GiB booked by trial 0, 30.0 GiB free, needs 50.0 GiB; "
-        "GPU 1: 50.0 GiB booked by trial 1, 30.0 GiB free, needs 50.0 GiB",
+        (
+            "no GPU can take it: GPU 0: 50.0 GiB booked by trial 0, 30.0 GiB free, needs "
+            "50.0 GiB; GPU 1: 50.0 GiB booked by trial 1, 30.0 GiB free, needs 50.0 GiB"
+        ),
     )
     assert nvml.init_calls == 1
 
@@ -362,8 +365,8 @@ def test_more_trials_than_gpus_wait_when_sharing_is_off(tmp_path):
     assert start(host, 3) == ("waits", reason)
     end(host, 1)
     assert start(host, 2) == "1"
-    assert start(host, 3) == ("waits", "no GPU can take it: GPU 0: in use by trial 0; "
-                                       "GPU 1: in use by trial 2")  # fmt: skip
+    reason = "no GPU can take it: GPU 0: in use by trial 0; GPU 1: in use by trial 2"
+    assert start(host, 3) == ("waits", reason)
     # trials_per_gpu alone needs no NVML reading after the first
     assert nvml.init_calls == 1
 
@@ -383,8 +386,10 @@ def test_excluded_gpus_are_named_in_the_reason(tmp_path):
     assert start(host, 0) == "1"
     assert start(host, 1) == (
         "waits",
-        "no GPU can take it: GPU 0: excluded by gpus_to_use; GPU 1: in use by trial 0; "
-        "GPU 2: excluded by gpus_to_use",
+        (
+            "no GPU can take it: GPU 0: excluded by gpus_to_use; GPU 1: in use by trial 0; "
+            "GPU 2: excluded by gpus_to_use"
+        ),
     )
     report = host.gpu_placement_report()
     assert [r["reason"] for r in report] == [
@@ -448,11 +453,11 @@ def test_gpu_without_utilisation_reading_is_not_too_busy(tmp_path):
 
 def test_mig_instances_are_placed_with_their_own_memory(tmp_path):
     devices = [FakeDevice(uuid=fake_uuid(0), mig=mig_instances(0, 2, memory_each=10 * GIB))]
-    host, nvml = make_host(tmp_path, devices=devices, gpu_memory_per_trial="6GiB")
+    host, _ = make_host(tmp_path, devices=devices, gpu_memory_per_trial="6GiB")
     placed = [start(host, t) for t in range(3)]
-    assert placed[:2] == [fake_nvml.fake_mig_uuid(0, 0), fake_nvml.fake_mig_uuid(0, 1)]
+    assert placed[:2] == [fake_mig_uuid(0, 0), fake_mig_uuid(0, 1)]
     assert placed[2][0] == "waits"
-    assert f"GPU 0 ({fake_nvml.fake_mig_uuid(0, 0)}): 6.0 GiB booked by trial 0" in placed[2][1]
+    assert f"GPU 0 ({fake_mig_uuid(0, 0)}): 6.0 GiB booked by trial 0" in placed[2][1]
 
 
 # --- the hook chain ------------------------------------------------------------------
