@@ -232,6 +232,7 @@ class NvmlInventory:
         self._nvml = nvml
         self._told_unavailable = False
         self._told_entries: set[str] = set()
+        self._had_gpus = False
         #: Why the last :meth:`devices` call found no GPU, or ``None``
         self.unavailable_reason: str | None = None
 
@@ -251,7 +252,13 @@ class NvmlInventory:
 
     def _no_gpus(self, reason: str) -> list[GpuDevice]:
         self.unavailable_reason = reason
-        if not self._told_unavailable:
+        if getattr(self, "_had_gpus", False):
+            # trials already run on GPUs: a failed reading does not take them away
+            self._tell_once(
+                logging.WARNING,
+                f"NVML gave no GPU in this reading ({reason}); placement keeps the last one",
+            )
+        elif not self._told_unavailable:
             self._told_unavailable = True
             logger.info(f"No GPU will be used by trials: {reason}")
         return []
@@ -497,6 +504,7 @@ class NvmlInventory:
                 )
             return self._no_gpus(f"none of the {len(gpus)} GPUs has a usable MIG instance")
         self.unavailable_reason = None
+        self._had_gpus = True
         return visible
 
 

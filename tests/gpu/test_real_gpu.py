@@ -13,6 +13,7 @@ import importlib.util
 import itertools
 import json
 import os
+import time
 
 import pytest
 
@@ -95,6 +96,17 @@ def test_trials_on_a_real_gpu(tmp_path, monkeypatch):
     from syne_tune.optimizer.baselines import RandomSearch
 
     from syne_tune_localx import LocalXBackend
+    from syne_tune_localx.gpu import NvmlInventory
+
+    # one reading (init, query every GPU, shutdown) happens at most once per
+    # gpu_poll_interval during a run: it must stay well below that
+    inventory, took = NvmlInventory(), []
+    for _ in range(3):
+        start = time.perf_counter()
+        assert inventory.devices()
+        took.append(time.perf_counter() - start)
+    print(f"NVML readings took {[round(t, 4) for t in took]} s")
+    assert max(took[1:]) < 0.5, f"an NVML reading takes {took} s: too slow for polling"
 
     monkeypatch.setenv("SYNETUNE_FOLDER", str(tmp_path / "results"))
     script = tmp_path / "alloc_train.py"

@@ -325,6 +325,28 @@ def test_inventory_zero_gpus_is_empty_logs_once(caplog):
     assert nvml.init_calls == nvml.shutdown_calls == 2
 
 
+def test_inventory_failing_after_a_good_reading_warns_once_without_saying_no_gpu(caplog):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    nvml = FakeNvml(2)
+    inventory = NvmlInventory(nvml=nvml)
+    assert len(inventory.devices()) == 2
+    nvml.init_error = fake_nvml.NVML_ERROR_DRIVER_NOT_LOADED
+    assert inventory.devices() == [] and inventory.devices() == []
+    assert unavailable_records(caplog) == []
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "keeps the last one" in warning.getMessage()
+
+
+def test_placement_keeps_the_last_reading_when_nvml_fails():
+    nvml = FakeNvml(2)
+    host = Host(gpu_inventory=NvmlInventory(nvml=nvml), trials_per_gpu=1,
+                gpu_min_free_memory="1GiB", gpu_poll_interval=0)  # fmt: skip
+    assert launch(host, 0)[CVD] == "0"
+    nvml.init_error = fake_nvml.NVML_ERROR_DRIVER_NOT_LOADED
+    assert host._trial_wait_reason(1, {}) is None
+    assert launch(host, 1)[CVD] == "1"
+
+
 def test_inventory_imports_pynvml_lazily(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)
     inventory = NvmlInventory()  # must not import anything yet
