@@ -371,9 +371,8 @@ class NvmlInventory:
             except (AttributeError, nvml_error):
                 pass
             units.append(self._unit(nvml, mig, index, parent_uuid=uuid, mig_instance=instance))
-        for unit in units:
-            object.__setattr__(unit, "cuda_id", unit.uuid)
-        return units
+        # CUDA names a MIG instance only by its UUID
+        return [replace(unit, cuda_id=unit.uuid) for unit in units]
 
     def _query_all(self, nvml: Any) -> list[_PhysicalGpu]:
         gpus = []
