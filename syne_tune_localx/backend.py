@@ -171,6 +171,28 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
 
         self.set_path(str(experiment_path(tuner_name=random_string(length=10))))
 
+    @classmethod
+    def from_function(cls, fn, payload_dir: str | None = None, **backend_options) -> "LocalXBackend":
+        """A backend whose trials call the Python function ``fn`` instead of a script.
+
+        ``fn`` is serialised with dill (closures, lambdas and functions defined
+        in ``__main__`` or a notebook work) and called as ``fn(**config)``; a
+        parameter named ``report`` receives a
+        :class:`~syne_tune_localx.trial.Reporter`, one named ``checkpoint_dir``
+        the trial's checkpoint folder, and a returned dict is reported as the
+        last result. See :mod:`syne_tune_localx.function`.
+
+        :param fn: The function to tune
+        :param payload_dir: Folder for the serialised function (default
+            ``<syne-tune results root>/.localx-functions``)
+        :param backend_options: Any other option of this class, except
+            ``entry_point`` and ``binary``
+        :return: The backend
+        """
+        from syne_tune_localx.function import backend_from_function
+
+        return backend_from_function(cls, fn, payload_dir=payload_dir, **backend_options)
+
     # ------------------------------------------------------------------
     # paths
     # ------------------------------------------------------------------
