@@ -71,6 +71,16 @@ TOP_LEVEL_KEYS = {
     "tuner": "further keyword arguments of syne_tune.Tuner",
 }
 REQUIRED_KEYS = ("backend", "config_space", "metric", "stop")
+# names used elsewhere (syne-tune's arguments, other launchers) for top-level keys
+_KEY_SYNONYMS = {
+    "stop_criterion": "stop",
+    "stopping_criterion": "stop",
+    "tuner_name": "name",
+    "search_space": "config_space",
+    "workers": "n_workers",
+    "results_folder": "results_dir",
+    "trial_backend": "backend",
+}
 MODES = ("min", "max")
 
 DOMAIN_NAMES = (
@@ -374,7 +384,8 @@ def parse_domain(value: Any, where: str = "config_space") -> Any:
       :data:`DOMAIN_NAMES` with literal arguments (numbers, strings, lists),
       positional or by keyword.
     * ``{"type": "loguniform", "lower": 1e-4, "upper": 1e-1}`` -- the mapping
-      form, arguments by keyword.
+      form, arguments by keyword (``domain`` is accepted for ``type``, as in
+      ``examples/digits_asha.yaml``).
     * ``{"type": "constant", "value": ...}`` -- a constant that would otherwise
       be read as a domain (a string like ``"f(x)"``, a mapping with a ``type``).
     * Anything else is a constant, passed to every trial unchanged.
@@ -398,9 +409,15 @@ def parse_domain(value: Any, where: str = "config_space") -> Any:
         name = match.group(1)
         args, kwargs = _call_arguments(match.group(2), value, where)
         return _make_domain(name, args, kwargs, where, shown=value)
-    if isinstance(value, Mapping) and "type" in value:
-        name = value["type"]
-        kwargs = {k: v for k, v in value.items() if k != "type"}
+    if isinstance(value, Mapping) and ("type" in value or "domain" in value):
+        if "type" in value and "domain" in value:
+            raise ConfigurationError(
+                f"{where}: give the domain name once, as 'type' (or its synonym 'domain'), "
+                f"got both in {dict(value)!r}."
+            )
+        key = "type" if "type" in value else "domain"
+        name = value[key]
+        kwargs = {k: v for k, v in value.items() if k != key}
         if name == CONSTANT:
             if set(kwargs) != {"value"}:
                 raise ConfigurationError(
@@ -703,8 +720,13 @@ def parse_experiment(
     unknown = [k for k in document if k not in TOP_LEVEL_KEYS]
     if unknown:
         key = unknown[0]
+        hint = (
+            f" Did you mean {_KEY_SYNONYMS[key]!r}?"
+            if key in _KEY_SYNONYMS
+            else _did_you_mean(str(key), TOP_LEVEL_KEYS)
+        )
         raise ConfigurationError(
-            f"{at((key,))}: unknown key {key!r}.{_did_you_mean(str(key), TOP_LEVEL_KEYS)} "
+            f"{at((key,))}: unknown key {key!r}.{hint} "
             f"Allowed top-level keys: {_names(TOP_LEVEL_KEYS)}."
         )
     missing = [k for k in REQUIRED_KEYS if document.get(k) is None]

@@ -83,6 +83,13 @@ def test_other_values_are_constants(value):
     assert parse_domain(value) == value
 
 
+def test_domain_is_a_synonym_of_type():
+    domain = parse_domain({"domain": "choice", "categories": ["a", "b"]})
+    assert isinstance(domain, Categorical) and domain.categories == ["a", "b"]
+    message = error_of(parse_domain, {"type": "choice", "domain": "choice", "categories": [1]})
+    assert "give the domain name once" in message
+
+
 def test_constant_escape_keeps_text_that_looks_like_a_domain():
     assert parse_domain({"type": "constant", "value": "f(x)"}) == "f(x)"
     assert parse_domain({"type": "constant", "value": {"type": "x"}}) == {"type": "x"}
@@ -212,6 +219,11 @@ def test_unknown_top_level_key_names_line_and_allowed_keys(folder):
     message = error_of(load_experiment_file, path)
     assert f"{path}, line 8 (key n_worker)" in message
     assert "Did you mean 'n_workers'?" in message and "'config_space'" in message
+
+
+def test_common_other_names_of_keys_get_a_hint(folder):
+    path = write(folder, MINIMAL.replace("stop:", "stop_criterion:"))
+    assert "unknown key 'stop_criterion'. Did you mean 'stop'?" in error_of(load_experiment_file, path)
 
 
 def test_missing_required_keys_show_examples(folder):
