@@ -844,6 +844,7 @@ class GpuRotationMixin(BackendHooks):
         self._gpu_reread = False  # a trial ended: read before placing again
         self._gpu_trial_memory: dict[int, dict[int, int]] = {}  # position -> {trial: bytes}
         self._gpu_foreign: dict[int, list[GpuProcess]] = {}  # position -> processes
+        self._gpu_owner: dict[int, int] = {}  # pid -> trial_id, of running trials
         # Accounting: trials whose process may run on GPUs, and their records.
         self._gpu_running: dict[int, list[int]] = {}  # trial_id -> positions given
         self._gpu_usage: dict[int, dict[str, Any]] = {}  # trial_id -> record
@@ -936,6 +937,13 @@ class GpuRotationMixin(BackendHooks):
         for trial_id in self._gpu_running:
             for pid in self.trial_process_ids(trial_id):
                 owner.setdefault(pid, trial_id)
+        # A process that exits between the NVML reading and the look at the
+        # process table is still in the reading but no longer in its trial's
+        # tree: a pid once seen in a running trial stays that trial's.
+        for pid, trial_id in self._gpu_owner.items():
+            if trial_id in self._gpu_running:
+                owner.setdefault(pid, trial_id)
+        self._gpu_owner = owner
         self._gpu_trial_memory, self._gpu_foreign = {}, {}
         for position, device in self._gpu_readings.items():
             ours: dict[int, int] = {}

@@ -234,7 +234,9 @@ def test_trials_started_together_with_memory_requests_land_on_different_gpus(
 def test_more_workers_than_gpus_wait_with_the_gpus_named(script, nvml_dir, results_root, log):
     backend, nvml = make_backend(script, nvml_dir, gpus(2), trials_per_gpu=1)
     watch = Watch(backend)
+    began = time.monotonic()
     run_tuner(backend, num_trials=4, n_workers=4, callbacks=[watch])
+    took = time.monotonic() - began
     trial_ids = sorted(backend._trial_dict)
     assert_no_gpu_shared(backend, trial_ids)
     # logged once per change, not at every poll
@@ -248,8 +250,8 @@ def test_more_workers_than_gpus_wait_with_the_gpus_named(script, nvml_dir, resul
         for w in watch.waiting
     )
     # trials_per_gpu alone needs one NVML reading for placement; the rest is
-    # accounting, at most one per poll interval
-    assert nvml.init_calls < 60
+    # accounting, at most one per poll interval (0.1 s here)
+    assert nvml.init_calls <= took / 0.1 + 2
 
 
 class StopTrialZero(RandomSearch):
@@ -277,22 +279,22 @@ def test_freed_gpu_is_reused_only_after_the_stopped_process_is_gone(
 
 
 def test_trial_waits_for_a_foreign_process_to_leave(script, nvml_dir, results_root, log):
+    launched = time.time()
     foreign = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
     try:
         register_process(nvml_dir, foreign.pid, fake_uuid(0), 75 * GIB)
         backend, _ = make_backend(script, nvml_dir, gpus(1), gpu_min_free_memory="10GiB")
         run_tuner(backend, num_trials=1, n_workers=1)
-        foreign.wait(5)
-        gone = time.time()
     finally:
         foreign.kill()
+        foreign.wait()
     (reason,) = waits_logged(log, 0)
     assert reason == (
         f"no GPU can take it: GPU 0: 75.0 GiB used by a foreign process (pid {foreign.pid}), "
         f"5.0 GiB free, needs 10.0 GiB"
     )
     assert seen(backend, 0)["cvd"] == "0"
-    assert seen(backend, 0)["start"] <= gone
+    assert seen(backend, 0)["start"] >= launched + 1.5  # not before the foreign process left
 
 
 # --- the backend on its own ----------------------------------------------------------

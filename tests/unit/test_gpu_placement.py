@@ -344,6 +344,27 @@ def test_own_memory_counts_once_as_the_larger_of_request_and_use(tmp_path):
     )
 
 
+def test_a_process_leaving_its_tree_just_before_the_look_stays_ours(tmp_path, clock):
+    # NVML is read, then the process table: a trial process that exits in
+    # between is in the reading but no longer in its trial's tree
+    host, nvml = make_host(tmp_path, devices=1, poll=1.0, gpu_min_free_memory="1GiB")
+    assert start(host, 0) == "0"
+    host.pids[0] = {500}
+    nvml.devices[0].processes = [FakeProcess(pid=500, memory=6 * GIB)]
+    clock.now += 1.0
+    host._on_poll()
+    host.pids[0] = set()
+    clock.now += 1.0
+    host._on_poll()
+    (entry,) = host.gpu_placement_report()
+    assert entry["foreign_processes"] == [] and entry["trial_memory"] == {0: 6 * GIB}
+    # once the trial has ended, its pids mean nothing any more
+    end(host, 0)
+    host.gpu_placement_report()
+    (entry,) = host.gpu_placement_report()
+    assert entry["foreign_processes"] == [{"pid": 500, "memory": 6 * GIB}]
+
+
 def test_minimum_free_memory_and_request_take_the_larger(tmp_path):
     host, _ = make_host(
         tmp_path, devices=1, gpu_memory_per_trial="10GiB", gpu_min_free_memory="75GiB"
