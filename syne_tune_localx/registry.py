@@ -479,7 +479,13 @@ def _read_spec_file(path: Path) -> Any:
 
 def _parse_spec(document: Any, where: str) -> tuple[str, dict[str, Any]]:
     """Name and a fresh options dictionary from a spec document."""
-    if isinstance(document, Mapping) and "name" not in document and "backend" in document:
+    # a whole experiment file (its own `name` is the experiment's) holds the spec
+    # under `backend:`
+    if (
+        isinstance(document, Mapping)
+        and "backend" in document
+        and ("name" not in document or isinstance(document["backend"], Mapping))
+    ):
         where = f"the 'backend' entry of {where}"
         document = document["backend"]
     if not isinstance(document, Mapping):

@@ -582,3 +582,17 @@ def test_missing_file_is_reported(tmp_path):
 def test_unknown_backend_in_spec_lists_available(good):
     with pytest.raises(BackendNotFoundError, match="Available: 'good', 'local', 'mixed', 'python'"):
         make_backend({"name": "gpu-cluster"})
+
+
+def test_make_backend_from_a_whole_experiment_file(good, tmp_path):
+    # an experiment file has its own `name` next to `backend:`; the backend spec wins
+    (tmp_path / "train.py").write_text("")
+    spec = tmp_path / "experiment.yaml"
+    spec.write_text(
+        "name: my-experiment\n"
+        "metric: loss\n"
+        "backend:\n  name: good\n  options:\n    entry_point: train.py\n"
+    )
+    backend = make_backend(spec)
+    assert type(backend) is good.GoodBackend
+    assert backend.entry_point == str(tmp_path / "train.py")
