@@ -5,7 +5,6 @@ The encoding is documented in :mod:`syne_tune_localx.trial`, which also holds
 """
 
 import json
-import math
 from typing import Any
 
 from syne_tune_localx.errors import ConfigurationError

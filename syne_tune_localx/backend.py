@@ -253,7 +253,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
     @staticmethod
     def _read_lines(path: Path) -> list[str]:
         try:
-            with open(path, "r", errors="replace") as f:
+            with open(path, errors="replace") as f:
                 return f.readlines()
         except FileNotFoundError:
             return []

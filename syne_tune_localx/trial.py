@@ -25,7 +25,8 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 CHECKPOINT_DIR_ARG = "st_checkpoint_dir"
 CONFIG_JSON_ARG = "st_config_json_filename"
@@ -55,8 +56,8 @@ def parse_bool(text: str) -> bool:
 
 
 def read_config(
-    parser: Optional[argparse.ArgumentParser] = None,
-    argv: Optional[Sequence[str]] = None,
+    parser: argparse.ArgumentParser | None = None,
+    argv: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Read the trial's configuration, whichever way the backend passed it.
 
@@ -81,7 +82,7 @@ def read_config(
     config.setdefault(CHECKPOINT_DIR_ARG, None)
     json_path = config.pop(CONFIG_JSON_ARG, None)
     if json_path:
-        with open(json_path, "r") as f:
+        with open(json_path) as f:
             config.update(json.load(f))
     return config
 

@@ -61,6 +61,7 @@ def test_available_backends_lists_localx_and_builtins():
 @needs_backend_module
 def test_localx_loads_the_backend_class():
     from syne_tune.backend.trial_backend import TrialBackend
+
     from syne_tune_localx.backend import LocalXBackend
 
     assert load_backend_class("localx") is LocalXBackend

@@ -4,7 +4,6 @@ import inspect
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from syne_tune.backend.local_backend import LocalBackend
@@ -26,16 +25,26 @@ def test_mro_mixins_left_host_right():
     )
 
 
-def test_mixins_do_not_touch_each_others_state():
-    # each mixin's source only names its own prefixed state
-    for mixin, own, others in [
-        (GpuRotationMixin, "_gpu_", ("_ckpt_", "_args_")),
-        (JsonArgsMixin, None, ("_gpu_", "_ckpt_")),
-        (CheckpointMixin, None, ("_gpu_", "_args_")),
-    ]:
-        source = inspect.getsource(inspect.getmodule(mixin))
-        for prefix in others:
-            assert f"self.{prefix}" not in source, (mixin, prefix)
+HOST_PUBLIC = {"trial_path", "trial_visible_path", "trial_process_ids", "delete_checkpoints",
+               "pass_args_as_json"}
+
+
+@pytest.mark.parametrize("mixin", [GpuRotationMixin, JsonArgsMixin, CheckpointMixin])
+def test_mixins_use_only_their_own_state_hooks_and_host_attributes(mixin):
+    """A mixin reads or calls nothing of another mixin: every ``self.<name>`` in its
+    class is its own (defined by the mixin or prefixed by its concern), a hook of
+    BackendHooks, or a public attribute of the host."""
+    import re
+
+    source = inspect.getsource(mixin)
+    used = set(re.findall(r"self\.(\w+)", source))
+    own = {name for name in vars(mixin)} | set(re.findall(r"self\.(\w+) *[:=][^=]", source))
+    hooks = {name for name in vars(BackendHooks) if not name.startswith("__")}
+    others = [m for m in (GpuRotationMixin, JsonArgsMixin, CheckpointMixin) if m is not mixin]
+    foreign = used - own - hooks - HOST_PUBLIC - {"__class__", "__dict__"}
+    assert not foreign, f"{mixin.__name__} uses {sorted(foreign)}"
+    for other in others:
+        assert not (used & (set(vars(other)) - hooks)), (mixin, other)
 
 
 def test_constructor_accepts_every_seed_argument_plus_binary():

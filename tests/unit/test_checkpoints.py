@@ -3,8 +3,6 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
-
 from syne_tune_localx.checkpoints import CheckpointMixin
 from syne_tune_localx.hooks import BackendHooks
 
