@@ -118,6 +118,10 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         working folder ``<trial folder>/workdir``, so relative paths written by
         concurrent trials do not collide. Defaults to ``False`` (the tuner's
         working folder, as syne-tune does).
+    :param kwargs: GPU placement options of
+        :class:`~syne_tune_localx.gpu.GpuRotationMixin`, all off by default:
+        ``trials_per_gpu``, ``gpu_memory_per_trial``, ``gpu_min_free_memory``,
+        ``gpu_max_utilization``, ``gpu_poll_interval``, ``gpu_inventory``
     """
 
     def __init__(
