@@ -8,6 +8,7 @@ the mixins' hooks (:mod:`syne_tune_localx.hooks`), *how* it runs from
 
 import atexit
 import logging
+import math
 import os
 import shlex
 import shutil
@@ -148,9 +149,15 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         )
         self.set_entrypoint(entry_point)
         self.binary = _as_argv(binary)
-        if not isinstance(stop_grace_period, (int, float)) or stop_grace_period < 0:
+        if (
+            isinstance(stop_grace_period, bool)
+            or not isinstance(stop_grace_period, (int, float))
+            or not math.isfinite(stop_grace_period)
+            or stop_grace_period < 0
+        ):
             raise ConfigurationError(
-                f"stop_grace_period={stop_grace_period!r} must be a number of seconds >= 0"
+                f"stop_grace_period={stop_grace_period!r} must be a finite number of "
+                f"seconds >= 0 (0: SIGKILL right after SIGTERM); fix the argument of LocalXBackend"
             )
         self.stop_grace_period = float(stop_grace_period)
         if threads_per_trial is not None and (
@@ -301,6 +308,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
             self._schedule(trial_id=trial_id, config=config)
         except Exception:
             self._runs.pop(trial_id, None)
+            self._unfinished.discard(trial_id)
             shutil.rmtree(self.trial_path(trial_id), ignore_errors=True)
             raise
         self.trial_ids.append(trial_id)

@@ -435,6 +435,22 @@ def test_unwritable_results_folder_is_a_launch_error_and_leaves_nothing(make_bac
     Collector(backend).wait(lambda s: s[0] == COMPLETED, what="trial 0 to complete")
 
 
+def test_a_launch_refused_after_acceptance_leaves_nothing(make_backend, tmp_path):
+    # gpus_to_use is checked against the GPUs at the first launch, after the trial
+    # was counted as unfinished; it once stayed counted and busy_trial_ids() raised
+    from fake_nvml import FakeNvml
+
+    from syne_tune_localx.gpu import NvmlInventory
+
+    backend = make_backend(gpu_inventory=NvmlInventory(nvml=FakeNvml(1)), gpus_to_use=[3])
+    with pytest.raises(ConfigurationError, match="gpus_to_use"):
+        backend.start_trial({"epochs": 1, "epoch_time": 0.0})
+    assert backend.trial_ids == [] and backend.waiting_trials() == {}
+    assert backend.busy_trial_ids() == []
+    backend.stop_all()
+    assert backend.new_trial_id() == 0
+
+
 # ---------------------------------------------------------------------------
 # environment and working folders
 # ---------------------------------------------------------------------------

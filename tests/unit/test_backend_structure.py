@@ -100,7 +100,8 @@ def test_missing_entry_point_names_the_path(tmp_path):
         LocalXBackend(str(tmp_path / "nope.py"))
 
 
-@pytest.mark.parametrize("kwargs", [{"stop_grace_period": -1}, {"threads_per_trial": 0},
+@pytest.mark.parametrize("kwargs", [{"stop_grace_period": -1}, {"stop_grace_period": float("nan")},
+                                    {"stop_grace_period": float("inf")}, {"threads_per_trial": 0},
                                     {"threads_per_trial": True}])
 def test_bad_options(tmp_path, kwargs):
     script = tmp_path / "train.py"
