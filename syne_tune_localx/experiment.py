@@ -851,7 +851,7 @@ def _is_domain(value: Any) -> bool:
 
 def _parse_backend(spec: Any, base_dir: Path, at) -> tuple[str, dict]:
     from syne_tune_localx.errors import LocalXError
-    from syne_tune_localx.registry import backend_options, load_backend_class
+    from syne_tune_localx.registry import OptionError, check_backend_options, load_backend_class
 
     where = at(("backend",))
     if isinstance(spec, str):
@@ -880,26 +880,11 @@ def _parse_backend(spec: Any, base_dir: Path, at) -> tuple[str, dict]:
             f"argument to value, got {options!r}."
         )
     options = dict(options)
-    accepted = backend_options(backend_class)
-    qualified = f"{backend_class.__module__}.{backend_class.__qualname__}"
-    if accepted is not None:
-        unknown = [k for k in options if k not in accepted]
-        if unknown:
-            key = unknown[0]
-            raise ConfigurationError(
-                f"{at(('backend', 'options', key))}: backend {name!r} ({qualified}) takes "
-                f"no option {key!r}.{_did_you_mean(str(key), accepted)} Accepted options: "
-                f"{_names(accepted)}."
-            )
-        required = [
-            k for k, p in accepted.items() if p.default is inspect.Parameter.empty and k not in options
-        ]
-        if required:
-            raise ConfigurationError(
-                f"{at(('backend', 'options'))}: backend {name!r} ({qualified}) needs the "
-                f"option(s) {', '.join(map(repr, required))}, e.g. "
-                f"`options: {{{required[0]}: ...}}`. Accepted options: {_names(accepted)}."
-            )
+    try:
+        check_backend_options(name, backend_class, options, where="backend")
+    except OptionError as err:
+        key = ("backend", "options") + ((err.key,) if err.key else ())
+        raise ConfigurationError(f"{at(key)}: {err}") from err
     entry_point = options.get("entry_point")
     if isinstance(entry_point, str) and entry_point:
         resolved = (base_dir / Path(entry_point).expanduser()).absolute()

@@ -393,7 +393,7 @@ def make_backend(spec: Mapping[str, Any] | str | os.PathLike) -> Any:
         )
     name, options = _parse_spec(document, where)
     backend_class = load_backend_class(name)
-    _check_options(name, backend_class, options, where)
+    check_backend_options(name, backend_class, options, where)
     if base_dir is not None:
         entry_point = options.get("entry_point")
         if isinstance(entry_point, (str, os.PathLike)) and not Path(entry_point).is_absolute():
@@ -522,9 +522,30 @@ def _parse_spec(document: Any, where: str) -> tuple[str, dict[str, Any]]:
     return name, dict(options)
 
 
-def _check_options(
+class OptionError(ConfigurationError):
+    """Options a backend's constructor does not take, or lacks.
+
+    :param message: What is wrong and how to fix it
+    :param key: The first offending option, ``None`` when options are missing
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+def check_backend_options(
     name: str, backend_class: type, options: Mapping[str, Any], where: str
 ) -> None:
+    """Check options against the constructor of ``backend_class`` (see
+    :func:`backend_options`); nothing is checked if its signature is unknown.
+
+    :param name: The name the backend was asked for by
+    :param backend_class: Its class
+    :param options: The options given
+    :param where: Where the options were written, for the message
+    :raises OptionError: An option is not accepted, or a required one is missing
+    """
     accepted = backend_options(backend_class)
     if accepted is None:
         return
@@ -537,10 +558,11 @@ def _check_options(
             if close:
                 hints.append(f"{key!r} -> {close[0]!r}?")
         hint = f" Did you mean: {', '.join(hints)}" if hints else ""
-        raise ConfigurationError(
-            f"Unknown option(s) {', '.join(map(repr, unknown))} for backend {name!r} "
-            f"({qualified}) in {where}. Accepted options: {_names_text(accepted)}."
-            f"{hint} Change 'options' in {where}."
+        raise OptionError(
+            f"backend {name!r} ({qualified}) takes no option "
+            f"{', '.join(map(repr, unknown))}.{hint} Accepted options: "
+            f"{_names_text(accepted)}. Change 'options' in {where}.",
+            key=unknown[0],
         )
     missing = sorted(
         k
@@ -548,8 +570,8 @@ def _check_options(
         if p.default is inspect.Parameter.empty and k not in options
     )
     if missing:
-        raise ConfigurationError(
-            f"Backend {name!r} ({qualified}) needs the option(s) "
+        raise OptionError(
+            f"backend {name!r} ({qualified}) needs the option(s) "
             f"{', '.join(map(repr, missing))}, missing from 'options' in {where}. "
             f"Accepted options: {_names_text(accepted)}."
         )

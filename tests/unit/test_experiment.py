@@ -251,14 +251,14 @@ def test_backend_option_not_accepted_lists_accepted(folder):
     message = error_of(load_experiment_file, path)
     assert "line 3 (key backend.options.num_gpu_per_trial)" in message
     assert "takes no option 'num_gpu_per_trial'" in message
-    assert "Did you mean 'num_gpus_per_trial'?" in message and "'stop_grace_period'" in message
+    assert "'num_gpu_per_trial' -> 'num_gpus_per_trial'?" in message and "'stop_grace_period'" in message
 
 
 def test_backend_constructor_rejection_is_wrapped(folder):
     path = write(folder, MINIMAL)
     experiment = load_experiment_file(path, ["backend.options.stop_grace_period=-1"])
     message = error_of(experiment.make_backend)
-    assert "stop_grace_period=-1 must be a number of seconds >= 0" in message
+    assert "stop_grace_period=-1 must be a finite number of seconds >= 0" in message
     assert "(key backend.options, with --set backend.options.stop_grace_period=-1)" in message
 
 
