@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from syne_tune_localx._guard import descendants
+
 GUARD_SCRIPT = str(Path(__file__).with_name("_guard.py"))
 
 
@@ -189,12 +191,15 @@ class TrialProcess:
                 pass
 
     def kill(self) -> None:
-        """SIGKILL the guard; the trial dies with it (parent-death signal)."""
+        """SIGKILL the trial's whole process tree, then the guard. Without the
+        guard nothing would end the helpers a trial detached: the trial itself
+        dies with the guard (parent-death signal), its descendants would not."""
         if self.poll():
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            for pid in [*descendants(self.pid), self.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def wait(self, timeout: float) -> bool:
         """

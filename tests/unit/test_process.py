@@ -263,6 +263,21 @@ def test_detached_grandchild_is_gone_when_the_trial_ends(tmp_path, cleanup, kind
         assert record["stop_requested"] == "SIGTERM"
 
 
+def test_kill_ends_detached_helpers_too(tmp_path, cleanup):
+    """kill() is the last resort (a guard that did not end in time); SIGKILLing the
+    guard alone once left the trial's setsid helpers running under init."""
+    process = started(make_spec(tmp_path, "detach", "popen", "wait", grace=30.0))
+    cleanup[0].append(process)
+    wait_ready(tmp_path, process)
+    grandchild, _ = map(int, (tmp_path / "out" / "grandchild.pid").read_text().split())
+    cleanup[1].append(grandchild)
+    trial = int((tmp_path / "out" / "ready").read_text())
+    process.kill()
+    assert process.wait(5)
+    wait_for(lambda: proc_state(grandchild) is None and proc_state(trial) is None,
+             timeout=5, what="the trial and its detached helper to be gone")
+
+
 def test_no_zombies_trial_reaped_while_helpers_run_and_guard_reaped_by_popen(tmp_path, cleanup):
     process = started(make_spec(tmp_path, "detach", "popen", "exit", grace=1.5))
     cleanup[0].append(process)
