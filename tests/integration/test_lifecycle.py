@@ -104,7 +104,7 @@ def wait_for(predicate, timeout=10.0, what="condition"):
 def proc_state(pid: int) -> str | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:
+    except OSError:  # gone, or exiting while read (ProcessLookupError)
         return None
     return stat[stat.rfind(b")") + 2 :].split()[0].decode()
 

@@ -78,7 +78,7 @@ def proc_state(pid: int) -> str | None:
     """State letter from /proc/<pid>/stat, ``None`` if no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:
+    except OSError:  # gone, or exiting while read (ProcessLookupError)
         return None
     return stat[stat.rfind(b")") + 2 :].split()[0].decode()
 
@@ -504,3 +504,27 @@ def test_trial_outlives_the_thread_that_started_it(tmp_path, cleanup):
         time.sleep(0.02)
     assert not terms.exists(), "the trial got SIGTERM when the launching thread ended"
     assert process.poll()
+
+
+def test_descendants_walk_the_tree_not_every_process(tmp_path, cleanup, monkeypatch):
+    """The guard samples its tree every half second: a scan of all of /proc made
+    that cost grow with the number of processes on the machine."""
+    from syne_tune_localx import _guard
+
+    process = started(make_spec(tmp_path, "detach", "popen", "wait", grace=0.5))
+    cleanup[0].append(process)
+    wait_ready(tmp_path, process)
+    grandchild, _ = map(int, (tmp_path / "out" / "grandchild.pid").read_text().split())
+    cleanup[1].append(grandchild)
+    expected = sorted(_guard._descendants_by_scan(process.pid))
+    real_listdir = os.listdir
+    listed = []
+
+    def listdir(path="."):
+        listed.append(str(path))
+        return real_listdir(path)
+
+    monkeypatch.setattr(_guard.os, "listdir", listdir)
+    assert sorted(_guard.descendants(process.pid)) == expected
+    assert grandchild in expected
+    assert "/proc" not in listed
