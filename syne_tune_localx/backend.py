@@ -300,6 +300,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         :return: New trial, which includes new trial ID
         """
         self._adopt_orphans()
+        self._refuse_if_owned_elsewhere("start a trial")
         trial_id = self.new_trial_id()
         self._make_trial_folder(trial_id, fresh=True)
         try:
@@ -482,6 +483,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         run = self._runs.get(trial_id)
         if run is None:
             return
+        self._refuse_if_owned_elsewhere(f"stop or pause trial {trial_id}")
         run.requested = status
         if run.pending is not None:
             # never started: cancelling it is all there is to do
@@ -516,6 +518,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         """Stop all trials which are in progress, and wait until their processes
         are gone (at most the grace period plus a few seconds)."""
         self._adopt_orphans()
+        self._refuse_if_owned_elsewhere("stop its trials")
         super().stop_all()
         self._end_all_processes()
         if self.delete_checkpoints:
@@ -626,6 +629,20 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+
+    def _refuse_if_owned_elsewhere(self, action: str) -> None:
+        """A copy loaded (``Tuner.load``) while the tuner that started the
+        trials still runs must not act on them, nor start trials with the same
+        IDs into the same folders."""
+        for trial_id in self._unfinished:
+            process = self._runs[trial_id].process
+            if process is not None and process.owned_elsewhere():
+                raise LaunchError(
+                    f"cannot {action}: this backend was loaded from a saved tuner while "
+                    f"the tuner that runs its trials is still alive (pid "
+                    f"{process.owner[0]}, trial {trial_id}). Stop that tuner first (or "
+                    f"wait for it to end) before resuming; loading only to read results is fine"
+                )
 
     def _adopt_orphans(self) -> None:
         """After a reload, end trial processes the previous tuner left behind

@@ -555,3 +555,40 @@ def test_dill_round_trip_with_running_trials_keeps_the_live_backend_working(make
     wait_for(lambda: backend.busy_trial_ids() == [], what="trial 2 to end")
     assert collector.poll()[2] == STOPPED
     dill.dumps(backend)  # and pickles again after all of it
+
+
+def test_a_copy_loaded_elsewhere_does_not_touch_a_live_tuners_trials(make_backend, tmp_path):
+    """Tuner.load(...) in a second process while the first tuner runs: its
+    start_trial once reused the live trial IDs (renaming their folders) and its
+    stop_all once SIGTERMed the live trials."""
+    backend = make_backend()
+    backend.start_trial({"epochs": 1000, "epoch_time": 0.05})
+    collector = Collector(backend)
+    collector.wait(lambda s: collector.epochs(0), what="trial 0 running")
+    saved = tmp_path / "backend.dill"
+    saved.write_bytes(dill.dumps(backend))
+    script = (
+        "import dill, sys\n"
+        "from syne_tune_localx.errors import LaunchError\n"
+        "copy = dill.loads(open(sys.argv[1], 'rb').read())\n"
+        "print(sorted(copy.busy_trial_ids()))\n"
+        "for action in (lambda: copy.start_trial({'epochs': 1}), copy.stop_all,\n"
+        "               lambda: copy.stop_trial(0)):\n"
+        "    try:\n"
+        "        action()\n"
+        "        print('acted')\n"
+        "    except LaunchError as err:\n"
+        "        print('refused:', err)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(saved)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "[(0, 'InProgress')]"
+    assert len(lines) == 4 and all(line.startswith("refused:") for line in lines[1:]), lines
+    assert f"pid {os.getpid()}" in lines[1] and "Stop that tuner first" in lines[1]
+    # the live trial was not touched, its folder not renamed
+    assert backend.busy_trial_ids() == [(0, "InProgress")]
+    assert not list(backend.trial_path(0).parent.glob("0.stale-*"))
+    before = len(collector.epochs(0))
+    collector.wait(lambda s: len(collector.epochs(0)) > before + 2, what="trial 0 to go on")
