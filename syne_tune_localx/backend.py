@@ -20,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from syne_tune.constants import ST_WORKER_TIMESTAMP
+
 from syne_tune_localx._compat import BUSY_STATUS, Status, TrialBackend, TrialResult
 from syne_tune_localx._guard import descendants
 from syne_tune_localx.arguments import JsonArgsMixin
@@ -64,6 +66,7 @@ class _TrialRun:
     record: dict | None = None
     end_time: datetime | None = None
     pending: dict | None = None  # config of a trial accepted but not launched yet
+    warned_timestamp: bool = False
     wait_reason: str | None = None
 
 
@@ -495,7 +498,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         self._refresh(trial_id)
         if was_running:
             # what the trial printed before the decision still counts
-            run.metrics.extend(run.reader.read_new())
+            self._take_new_metrics(trial_id)
         if run.process is not None and not run.ended:
             run.process.terminate()
 
@@ -554,10 +557,28 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         end = run.record.get("end_time") if run.record else None
         self._mark_ended(trial_id, datetime.fromtimestamp(end) if end else None)
         if run.requested is None:
-            run.metrics.extend(run.reader.read_new())
+            self._take_new_metrics(trial_id)
         elif run.requested == Status.stopped and self.delete_checkpoints:
             self.delete_checkpoint(trial_id)
         self._on_trial_process_end(trial_id)
+
+    def _take_new_metrics(self, trial_id: int) -> None:
+        run = self._runs[trial_id]
+        new = run.reader.read_new()
+        for metric in new:
+            # TrialBackend sorts results by this field (syne-tune's Reporter adds
+            # it); a line printed by hand lacks it, which must not end the tuning
+            stamp = metric.get(ST_WORKER_TIMESTAMP)
+            if not isinstance(stamp, (int, float)) or isinstance(stamp, bool):
+                metric[ST_WORKER_TIMESTAMP] = time.time()
+                if not run.warned_timestamp:
+                    run.warned_timestamp = True
+                    logger.warning(
+                        f"trial {trial_id}: a metric has no numeric '{ST_WORKER_TIMESTAMP}' "
+                        f"(printed without syne-tune's Reporter?); the time it was read is "
+                        f"used. Report with syne_tune.Reporter or syne_tune_localx.trial.Reporter"
+                    )
+        run.metrics.extend(new)
 
     def _mark_ended(self, trial_id: int, end_time: datetime | None = None) -> None:
         run = self._runs[trial_id]
@@ -587,7 +608,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
             run = self._runs[trial_id]
             self._refresh(trial_id)
             if run.requested is None and not run.ended:
-                run.metrics.extend(run.reader.read_new())
+                self._take_new_metrics(trial_id)
             results.append(
                 self._trial_dict[trial_id].add_results(
                     metrics=run.metrics,

@@ -592,3 +592,25 @@ def test_a_copy_loaded_elsewhere_does_not_touch_a_live_tuners_trials(make_backen
     assert not list(backend.trial_path(0).parent.glob("0.stale-*"))
     before = len(collector.epochs(0))
     collector.wait(lambda s: len(collector.epochs(0)) > before + 2, what="trial 0 to go on")
+
+
+def test_metrics_printed_without_timestamp_still_arrive(tmp_path):
+    """TrialBackend.fetch_status_results sorts results by st_worker_timestamp; a
+    hand-printed metric line without it once ended the tuning with KeyError."""
+    script = tmp_path / "bare.py"
+    script.write_text(
+        "print('[tune-metric]: {\"epoch\": 1, \"loss\": 2.0}')\n"
+        "print('[tune-metric]: {\"epoch\": 2, \"loss\": 1.0, \"st_worker_timestamp\": \"x\"}')\n"
+    )
+    backend = LocalXBackend(entry_point=str(script))
+    backend.set_path(str(tmp_path / "results"))
+    backend.start_trial({})
+    results = []
+    deadline = time.monotonic() + 20
+    while len(results) < 2 and time.monotonic() < deadline:
+        _, new = backend.fetch_status_results([0])
+        results.extend(new)
+        time.sleep(0.05)
+    assert [r["epoch"] for _, r in results] == [1, 2]
+    assert all(isinstance(r["st_worker_timestamp"], float) for _, r in results)
+    backend.stop_all()
