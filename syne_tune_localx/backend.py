@@ -554,6 +554,14 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         if run.ended or run.process is None or run.process.poll():
             return
         run.record = run.process.record()
+        if run.record is None:
+            # the guard died without its record (SIGKILLed from outside)
+            leftovers = run.process.end_leftovers()
+            if leftovers:
+                logger.warning(
+                    f"trial {trial_id}: its guard was killed; ended the processes it "
+                    f"left behind: {leftovers}"
+                )
         end = run.record.get("end_time") if run.record else None
         self._mark_ended(trial_id, datetime.fromtimestamp(end) if end else None)
         if run.requested is None:

@@ -9,6 +9,7 @@ writes how it ended into the trial folder.
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from syne_tune_localx._guard import descendants
 
 GUARD_SCRIPT = str(Path(__file__).with_name("_guard.py"))
+LAUNCH_TOKEN_VARIABLE = "SYNE_TUNE_LOCALX_LAUNCH"
 
 
 @dataclass
@@ -84,6 +86,7 @@ class TrialProcess:
         self.ticks: int | None = None
         self.returncode: int | None = None
         self.owner: tuple[int, int | None] | None = None  # (pid, start ticks) of the launcher
+        self.token: str | None = None
         self._popen: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -113,6 +116,9 @@ class TrialProcess:
             pass
         env = dict(os.environ)
         env.update(spec.env)
+        # marks every process of this launch, even those that leave the tree
+        self.token = f"{spec.trial_id}.{spec.attempt}.{secrets.token_hex(8)}"
+        env[LAUNCH_TOKEN_VARIABLE] = self.token
         with open(spec.stdout, "ab") as out, open(spec.stderr, "ab") as err:
             self._popen = subprocess.Popen(
                 [sys.executable, "-S", "-I", GUARD_SCRIPT, str(spec_path)],
@@ -200,6 +206,35 @@ class TrialProcess:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+    def end_leftovers(self) -> list[int]:
+        """SIGKILL processes of this launch that outlived their guard. Only
+        needed when the guard itself was SIGKILLed from outside (by hand, the
+        OOM killer): the helpers the trial detached are then no longer below
+        anything of ours, so they are found by the token in their environment.
+
+        :return: The pids that were killed
+        """
+        if self.token is None:
+            return []
+        needle = b"\0" + f"{LAUNCH_TOKEN_VARIABLE}={self.token}".encode() + b"\0"
+        killed = []
+        try:
+            entries = os.listdir("/proc")
+        except OSError:
+            return []
+        for entry in entries:
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if needle not in b"\0" + f.read() + b"\0":
+                        continue
+                os.kill(int(entry), signal.SIGKILL)
+                killed.append(int(entry))
+            except OSError:
+                continue
+        return killed
 
     def wait(self, timeout: float) -> bool:
         """

@@ -528,3 +528,19 @@ def test_descendants_walk_the_tree_not_every_process(tmp_path, cleanup, monkeypa
     assert sorted(_guard.descendants(process.pid)) == expected
     assert grandchild in expected
     assert "/proc" not in listed
+
+
+def test_helpers_of_a_guard_killed_from_outside_are_found_and_ended(tmp_path, cleanup):
+    """kill -9 of the guard (by hand, or the OOM killer): the trial dies with it,
+    but its setsid helper used to live on under init."""
+    process = started(make_spec(tmp_path, "detach", "popen", "wait", grace=30.0))
+    cleanup[0].append(process)
+    wait_ready(tmp_path, process)
+    grandchild, _ = map(int, (tmp_path / "out" / "grandchild.pid").read_text().split())
+    cleanup[1].append(grandchild)
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait(5)
+    assert exists(grandchild) and proc_state(grandchild) != "Z"
+    assert process.record() is None
+    assert grandchild in process.end_leftovers()
+    wait_for(lambda: proc_state(grandchild) is None, timeout=5, what="the helper to be gone")
