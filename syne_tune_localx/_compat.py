@@ -14,8 +14,9 @@ _before = os.environ.get("OMP_NUM_THREADS")
 
 from syne_tune.backend.trial_backend import BUSY_STATUS, TrialBackend  # noqa: E402
 from syne_tune.backend.trial_status import Status, TrialResult  # noqa: E402
+from syne_tune.constants import ST_WORKER_TIMESTAMP  # noqa: E402
 
 if _first_import and _before is None:
     os.environ.pop("OMP_NUM_THREADS", None)
 
-__all__ = ["BUSY_STATUS", "Status", "TrialBackend", "TrialResult"]
+__all__ = ["BUSY_STATUS", "ST_WORKER_TIMESTAMP", "Status", "TrialBackend", "TrialResult"]

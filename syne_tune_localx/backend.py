@@ -20,9 +20,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from syne_tune.constants import ST_WORKER_TIMESTAMP
-
-from syne_tune_localx._compat import BUSY_STATUS, Status, TrialBackend, TrialResult
+from syne_tune_localx._compat import (
+    BUSY_STATUS,
+    ST_WORKER_TIMESTAMP,
+    Status,
+    TrialBackend,
+    TrialResult,
+)
 from syne_tune_localx._guard import descendants
 from syne_tune_localx.arguments import JsonArgsMixin
 from syne_tune_localx.checkpoints import CheckpointMixin
@@ -73,7 +77,21 @@ class _TrialRun:
 def _as_argv(binary: str | list[str] | None) -> list[str]:
     if binary is None:
         return [sys.executable]
-    argv = shlex.split(binary) if isinstance(binary, str) else [str(x) for x in binary]
+    if isinstance(binary, str):
+        try:
+            argv = shlex.split(binary)
+        except ValueError as err:
+            raise ConfigurationError(
+                f"binary={binary!r} cannot be split into arguments ({err}); close the "
+                f"quote, or give binary as a list of arguments"
+            ) from err
+    elif isinstance(binary, (list, tuple)):
+        argv = [str(x) for x in binary]
+    else:
+        raise ConfigurationError(
+            f"binary={binary!r} must be a string or a list of strings, e.g. "
+            f"binary=['torchrun', '--nproc_per_node=2']"
+        )
     if not argv:
         raise ConfigurationError(
             f"binary={binary!r} is empty; give the program that runs the entry point, "
@@ -142,6 +160,17 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         separate_working_dirs: bool = False,
         **kwargs,
     ):
+        for name, value in (
+            ("delete_checkpoints", delete_checkpoints),
+            ("pass_args_as_json", pass_args_as_json),
+            ("separate_working_dirs", separate_working_dirs),
+        ):
+            if not isinstance(value, bool):
+                # "false" from a config file is truthy: refuse rather than guess
+                raise ConfigurationError(
+                    f"{name}={value!r} must be True or False (a {type(value).__name__} was "
+                    f"given); fix the {name} option of LocalXBackend"
+                )
         super().__init__(
             delete_checkpoints=delete_checkpoints,
             pass_args_as_json=pass_args_as_json,
@@ -240,6 +269,11 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
 
         :param entry_point: New path of the entrypoint.
         """
+        if not isinstance(entry_point, (str, os.PathLike)):
+            raise ConfigurationError(
+                f"entry_point={entry_point!r} must be the path of the training script "
+                f"(a str or Path); pass it to LocalXBackend"
+            )
         path = Path(entry_point).expanduser()
         if not path.is_file():
             raise ConfigurationError(

@@ -45,7 +45,20 @@ class BackendHooks:
     """Root of the hook chains; see the module docstring for the contract."""
 
     def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+        try:
+            super().__init__(**kwargs)
+        except TypeError as err:
+            if "unexpected keyword argument" not in str(err):
+                raise
+            from syne_tune_localx.errors import ConfigurationError
+            from syne_tune_localx.registry import backend_options
+
+            accepted = sorted(backend_options(type(self)) or ())
+            unknown = sorted(kwargs)
+            raise ConfigurationError(
+                f"{type(self).__name__} got unknown option(s) {unknown} (among those "
+                f"left after its own); accepted options: {accepted}. Check the spelling"
+            ) from err
 
     # --- single owner -------------------------------------------------
     def trial_visible_path(self, trial_id: int) -> Path:

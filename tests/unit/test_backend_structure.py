@@ -137,3 +137,32 @@ def test_importing_the_package_changes_no_environment_variable():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("name", ["delete_checkpoints", "pass_args_as_json", "separate_working_dirs"])
+@pytest.mark.parametrize("value", ["false", "no", 0, None])
+def test_boolean_options_refuse_non_booleans(tmp_path, name, value):
+    # delete_checkpoints: "false" from a YAML file once meant True
+    script = tmp_path / "train.py"
+    script.write_text("")
+    with pytest.raises(ConfigurationError, match=f"{name}=.*must be True or False"):
+        LocalXBackend(str(script), **{name: value})
+
+
+def test_unknown_option_lists_the_accepted_ones(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("")
+    with pytest.raises(ConfigurationError, match="'grace_period'.*accepted options:.*stop_grace_period"):
+        LocalXBackend(str(script), grace_period=3)
+
+
+@pytest.mark.parametrize("entry_point, binary, expected", [
+    (None, None, "entry_point=None must be the path"),
+    ("train.py", "python3 'x", "cannot be split"),
+    ("train.py", 42, "must be a string or a list"),
+])
+def test_malformed_entry_point_or_binary(tmp_path, monkeypatch, entry_point, binary, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text("")
+    with pytest.raises(ConfigurationError, match=expected):
+        LocalXBackend(entry_point, binary=binary)
