@@ -462,6 +462,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
             trial_path=str(trial_path),
             cwd=str(trial_path / "workdir") if self.separate_working_dirs else None,
             files=files,
+            folders=self._trial_folders(trial_id),
             stdout=str(trial_path / "std.out"),
             stderr=str(trial_path / "std.err"),
             record=str(trial_path / RECORD_FILE_NAME),

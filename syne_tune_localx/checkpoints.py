@@ -80,6 +80,10 @@ class CheckpointMixin(BackendHooks):
         """
         shutil.rmtree(self.checkpoint_trial_path(trial_id), ignore_errors=True)
 
+    def _trial_folders(self, trial_id: int) -> list[str]:
+        # scripts open files in --st_checkpoint_dir without creating it first
+        return super()._trial_folders(trial_id) + [CHECKPOINT_FOLDER_NAME]
+
     def _extra_trial_arguments(self, trial_id: int, config: dict[str, Any]) -> list[str]:
         args = super()._extra_trial_arguments(trial_id, config)
         path = self.trial_visible_path(trial_id) / CHECKPOINT_FOLDER_NAME

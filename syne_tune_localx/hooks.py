@@ -14,6 +14,7 @@ Cooperative hooks (override, call ``super()``, combine the result):
 * :meth:`_trial_environment` -- environment variables to add for one launch.
 * :meth:`_extra_trial_arguments` -- arguments appended after the config ones.
 * :meth:`_trial_files` -- files to write into the trial folder before launch.
+* :meth:`_trial_folders` -- folders to create in the trial folder before launch.
 * :meth:`_on_trial_process_end` -- the launch's process is gone (exited, killed,
   or the launch failed after the environment was computed); release what the
   launch held. Called exactly once per successful :meth:`_trial_environment` call.
@@ -124,6 +125,14 @@ class BackendHooks:
             before the launch
         """
         return {}
+
+    def _trial_folders(self, trial_id: int) -> list[str]:
+        """
+        :param trial_id: ID of trial about to be launched
+        :return: Folders, relative to the trial folder, that must exist when the
+            trial starts
+        """
+        return []
 
     def _on_trial_process_end(self, trial_id: int) -> None:
         """The process of the latest launch of ``trial_id`` is really gone.

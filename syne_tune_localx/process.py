@@ -35,6 +35,7 @@ class LaunchSpec:
     :param trial_path: The trial folder
     :param cwd: Working folder of the trial; ``None`` keeps the tuner's
     :param files: ``{name relative to trial_path: text}`` written before launch
+    :param folders: Folders relative to trial_path created before launch
     :param stdout: File the trial's stdout is appended to
     :param stderr: File the trial's stderr is appended to
     :param record: File the guard writes the exit record to
@@ -48,6 +49,7 @@ class LaunchSpec:
     trial_path: str
     cwd: str | None = None
     files: dict[str, str] = field(default_factory=dict)
+    folders: list[str] = field(default_factory=list)
     stdout: str = ""
     stderr: str = ""
     record: str = ""
@@ -94,6 +96,8 @@ class TrialProcess:
         when any of it fails; nothing is left running then."""
         spec = self.spec
         trial_path = Path(spec.trial_path)
+        for name in spec.folders:
+            (trial_path / name).mkdir(parents=True, exist_ok=True)
         for name, text in spec.files.items():
             _write_atomically(trial_path / name, text)
         if spec.cwd is not None:

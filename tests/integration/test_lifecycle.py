@@ -614,3 +614,18 @@ def test_metrics_printed_without_timestamp_still_arrive(tmp_path):
     assert [r["epoch"] for _, r in results] == [1, 2]
     assert all(isinstance(r["st_worker_timestamp"], float) for _, r in results)
     backend.stop_all()
+
+
+def test_the_checkpoint_folder_exists_when_the_trial_starts(tmp_path):
+    script = tmp_path / "writes.py"
+    script.write_text(
+        "import sys, os\n"
+        "folder = sys.argv[-1].split('=', 1)[1]\n"
+        "open(os.path.join(folder, 'model.txt'), 'w').write('ok')\n"
+    )
+    backend = LocalXBackend(entry_point=str(script))
+    backend.set_path(str(tmp_path / "results"))
+    backend.start_trial({})
+    wait_for(lambda: backend.process_record(0) is not None, what="the trial to end")
+    assert backend.process_record(0)["exit_code"] == 0, backend.stderr(0)
+    assert (backend.checkpoint_trial_path(0) / "model.txt").read_text() == "ok"

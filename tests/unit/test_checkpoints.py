@@ -102,3 +102,8 @@ def test_copy_from_a_trial_that_replaces_its_files_meanwhile(tmp_path, monkeypat
     host.copy_checkpoint(0, 1)
     copied = {p.name for p in host.checkpoint_trial_path(1).iterdir()}
     assert "checkpoint.pkl" in copied and ".checkpoint.pkl.tmp" not in copied
+
+
+def test_checkpoint_folder_is_created_before_launch(tmp_path):
+    # a script that writes into --st_checkpoint_dir without creating it failed
+    assert StubHost(tmp_path)._trial_folders(3) == ["checkpoints"]
