@@ -54,7 +54,10 @@ _LIVE_BACKENDS: "weakref.WeakSet[LocalXBackend]" = weakref.WeakSet()
 @atexit.register
 def _end_live_trials() -> None:
     for backend in list(_LIVE_BACKENDS):
-        backend._end_all_processes()
+        try:
+            backend._end_all_processes()
+        except KeyboardInterrupt:
+            pass  # _end_all_processes killed what was left; no traceback at exit
 
 
 @dataclass
@@ -208,6 +211,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         # does not grow with the number of trials that ended
         self._unfinished: set[int] = set()
         self._adopt_orphans_on_use = False
+        self._moved_stale_folders = False
         self.local_path: Path | None = None
         # like LocalBackend: a default folder until the Tuner sets one
         from syne_tune.util import experiment_path, random_string
@@ -366,9 +370,12 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
             # left by an earlier experiment in a reused results folder: its logs
             # and checkpoints must not leak into the new trial
             stale = path.with_name(f"{path.name}.stale-{int(time.time() * 1000)}")
-            logger.warning(
-                f"trial folder {path} already exists (results folder reused?); moved it to {stale}"
+            log = logger.debug if self._moved_stale_folders else logger.warning
+            log(
+                f"trial folder {path} already exists (results folder reused?); moved it to "
+                f"{stale}" + ("" if self._moved_stale_folders else ", and so on for later trials")
             )
+            self._moved_stale_folders = True
             path.rename(stale)
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -574,11 +581,20 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         for _, process in live:
             process.terminate()
         deadline = time.monotonic() + self.stop_grace_period + 5.0
-        for trial_id, process in live:
-            if not process.wait(max(0.0, deadline - time.monotonic())):
+        try:
+            for trial_id, process in live:
+                if not process.wait(max(0.0, deadline - time.monotonic())):
+                    process.kill()
+                    process.wait(5.0)
+                self._refresh(trial_id)
+        except KeyboardInterrupt:
+            # a second Ctrl+C while waiting out the grace period: end them now
+            for _, process in live:
                 process.kill()
+            for trial_id, process in live:
                 process.wait(5.0)
-            self._refresh(trial_id)
+                self._refresh(trial_id)
+            raise
 
     # ------------------------------------------------------------------
     # status and results

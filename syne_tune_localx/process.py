@@ -201,15 +201,22 @@ class TrialProcess:
                 pass
 
     def kill(self) -> None:
-        """SIGKILL the trial's whole process tree, then the guard. Without the
-        guard nothing would end the helpers a trial detached: the trial itself
-        dies with the guard (parent-death signal), its descendants would not."""
-        if self.poll():
-            for pid in [*descendants(self.pid), self.pid]:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        """SIGKILL the trial's whole process tree at once. The guard then reaps
+        it and writes its record; a guard that does not end within a second is
+        SIGKILLed too. (Killing only the guard would leave the helpers a trial
+        detached running under init.)"""
+        if not self.poll():
+            return
+        for pid in descendants(self.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if not self.wait(1.0):
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def end_leftovers(self) -> list[int]:
         """SIGKILL processes of this launch that outlived their guard. Only

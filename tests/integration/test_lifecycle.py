@@ -629,3 +629,45 @@ def test_the_checkpoint_folder_exists_when_the_trial_starts(tmp_path):
     wait_for(lambda: backend.process_record(0) is not None, what="the trial to end")
     assert backend.process_record(0)["exit_code"] == 0, backend.stderr(0)
     assert (backend.checkpoint_trial_path(0) / "model.txt").read_text() == "ok"
+
+
+def test_a_reused_results_folder_does_not_leak_into_new_trials(make_backend, tmp_path, caplog):
+    backend = make_backend()
+    for trial_id in (0, 1):
+        old = backend.trial_path(trial_id)
+        (old / "checkpoints").mkdir(parents=True)
+        (old / "checkpoints" / "state.json").write_text('{"epoch": 99}')
+        (old / "std.out").write_text('[tune-metric]: {"epoch": 99, "loss": 0.0, "st_worker_timestamp": 1.0}\n')
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            backend.start_trial({"epochs": 2, "epoch_time": 0.0, "on_term": "checkpoint"})
+    collector = Collector(backend)
+    collector.wait(lambda s: set(s.values()) == {COMPLETED}, what="both trials to complete")
+    assert collector.epochs(0) == [1, 2] and collector.epochs(1) == [1, 2]
+    assert len(list(backend.trial_path(0).parent.glob("*.stale-*"))) == 2
+    # one warning for the folder, not one per trial
+    assert len([r for r in caplog.records if "already exists" in r.getMessage()]) == 1
+
+
+def test_a_second_ctrl_c_while_stopping_kills_at_once(make_backend, monkeypatch):
+    backend = make_backend(stop_grace_period=30.0)
+    backend.start_trial({"epochs": 1000, "epoch_time": 0.05, "on_term": "ignore"})
+    collector = Collector(backend)
+    collector.wait(lambda s: collector.epochs(0), what="trial 0 running")
+    process = backend._runs[0].process
+    real_wait = type(process).wait
+    calls = []
+
+    def interrupted_wait(self, timeout):
+        if not calls:
+            calls.append(timeout)
+            raise KeyboardInterrupt
+        return real_wait(self, timeout)
+
+    monkeypatch.setattr(type(process), "wait", interrupted_wait)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        backend.stop_all()
+    assert time.monotonic() - started < 10  # not the 30 s grace period
+    assert backend.busy_trial_ids() == []
+    assert backend.process_record(0)["signal"] == "SIGKILL"
