@@ -16,6 +16,13 @@ Payload format: a pickled header dictionary (format version, the function's
 qualified name, the tuner's ``sys.path``), then the dill bytes of the function.
 The header is read first so that the function's modules can be found in the
 trial when they are imported at unpickling time.
+
+dill stores functions and classes of an importable module by reference (module
+and name). A module the tuner loaded from a file by path
+(``importlib.util.spec_from_file_location``), which a fresh process cannot
+import by name, is listed in the header (format 2) with its file, and the
+runner loads it from there before unpickling, as the tuner did. A module with
+no file at all is refused by :func:`serialize_function`.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any
 from syne_tune_localx.errors import ConfigurationError
 
 PAYLOAD_FORMAT = 1
+PAYLOAD_FORMAT_WITH_MODULES = 2
 PAYLOAD_SUFFIX = ".dill"
 PAYLOAD_FOLDER_NAME = ".localx-functions"
 RUNNER_MODULE = "syne_tune_localx.function_runner"
@@ -69,14 +77,95 @@ def serialize_function(fn: Callable) -> bytes:
             "capturing them."
         ) from err
     try:
-        dill.loads(body)
+        modules = _modules_loaded_by(body) | {getattr(fn, "__module__", None) or "__main__"}
     except Exception as err:
         raise ConfigurationError(
             f"{_qualname(fn)} was serialised but cannot be loaded back "
             f"({type(err).__name__}: {err}); the trial would fail the same way. "
             "Move what it captures into the function body."
         ) from err
+    by_path = _modules_to_load_by_path(fn, modules)
+    if by_path:
+        header["format"] = PAYLOAD_FORMAT_WITH_MODULES
+        header["modules"] = by_path
     return pickle.dumps(header, protocol=4) + body
+
+
+def _modules_loaded_by(body: bytes) -> set[str]:
+    """Load ``body`` back, and return the names of the modules that took:
+    those of everything stored by reference, and modules stored themselves."""
+    import io
+
+    import dill
+    from dill._dill import _import_module
+
+    names: set[str] = set()
+
+    def import_module(name, safe=False):
+        names.add(name)
+        return _import_module(name, safe)
+
+    class Recorder(dill.Unpickler):
+        def find_class(self, module, name):
+            if module == "dill._dill" and name == "_import_module":
+                return import_module
+            names.add(module)
+            return super().find_class(module, name)
+
+    Recorder(io.BytesIO(body)).load()
+    return names
+
+
+def _modules_to_load_by_path(fn, names: set[str]) -> list[tuple[str, str, bool]]:
+    """The modules among ``names`` a fresh interpreter cannot import by name,
+    as ``(name, file, is_package)``, parents first.
+
+    :raises ConfigurationError: Such a module has no file to load it from
+    """
+    found = {}
+    for name in sorted(names):
+        if _importable_by_name(name):
+            continue
+        module = sys.modules.get(name)
+        file = getattr(module, "__file__", None)
+        if module is None or not file or not os.path.isfile(file):
+            raise ConfigurationError(
+                f"{_qualname(fn)} needs the module {name!r}, which cannot be imported in "
+                "the trial: it is not on sys.path, and it has no file to load it from "
+                "(it was created at run time). Define the function (and what it uses) in "
+                "an importable module (one on sys.path or installed), or in __main__ (the "
+                "script you run, or a notebook), whose functions are serialised by value."
+            )
+        is_package = getattr(module, "__path__", None) is not None
+        found[name] = (name, os.path.abspath(file), is_package)
+    return [found[n] for n in sorted(found, key=lambda n: (n.count("."), n))]
+
+
+def _importable_by_name(name: str) -> bool:
+    """Whether a fresh interpreter with this one's ``sys.path`` imports ``name``
+    (its top-level package) from the file it came from here."""
+    if name in ("__main__", "builtins", "__builtin__"):
+        return True
+    top = name.partition(".")[0]
+    if top in sys.builtin_module_names:
+        return True
+    loaded = sys.modules.get(top)
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        if find_spec is None:
+            continue
+        try:
+            spec = find_spec(top, None)
+        except Exception:  # noqa: BLE001 -- a finder that cannot answer
+            continue
+        if spec is None:
+            continue
+        here = getattr(loaded, "__file__", None)
+        if loaded is None or here is None or spec.origin is None or not os.path.exists(spec.origin):
+            return True
+        # the name finds a file, but not the one this module was loaded from
+        return os.path.realpath(spec.origin) == os.path.realpath(here)
+    return False
 
 
 def write_payload(payload: bytes, name: str, folder: str | os.PathLike | None = None) -> Path:

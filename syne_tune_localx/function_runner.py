@@ -42,7 +42,7 @@ from syne_tune_localx.trial import CHECKPOINT_DIR_ARG, Reporter, read_config
 SHA_ARG = "localx-sha256"  # same as syne_tune_localx.function.SHA_ARG
 REPORT_PARAM = "report"
 CHECKPOINT_PARAM = "checkpoint_dir"
-SUPPORTED_FORMATS = (1,)
+SUPPORTED_FORMATS = (1, 2)
 
 
 class TrialStopped(BaseException):
@@ -89,6 +89,8 @@ def load_payload(path: str | Path, expected_sha256: str):
     for entry in header.get("sys_path", []):
         if entry not in sys.path:
             sys.path.append(entry)
+    for name, file, is_package in header.get("modules", []):
+        _load_module_from_file(name, file, is_package)
     import dill
 
     fn = dill.load(stream)
@@ -101,6 +103,27 @@ def load_payload(path: str | Path, expected_sha256: str):
             "the payload is inconsistent, call from_function again"
         )
     return fn, header
+
+
+def _load_module_from_file(name: str, file: str, is_package: bool) -> None:
+    """Load a module the tuner had loaded by file path (not importable by name)."""
+    import importlib.util
+
+    if name in sys.modules:
+        return
+    try:
+        spec = importlib.util.spec_from_file_location(
+            name, file, submodule_search_locations=[str(Path(file).parent)] if is_package else None
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    except Exception as err:
+        sys.modules.pop(name, None)
+        raise RunnerError(
+            f"cannot load the module {name!r} from {file}, where the tuner loaded it "
+            f"from ({type(err).__name__}: {err}); the function to tune needs it"
+        ) from err
 
 
 def call_arguments(fn, config: dict[str, Any], checkpoint_dir: str | None, report) -> dict:

@@ -189,3 +189,55 @@ def test_sigterm_raises_inside_the_function_so_cleanup_runs(tmp_path):
     assert process.returncode == 128 + signal.SIGTERM
     assert marker.read_text() == "yes"
     assert "stopped by SIGTERM" in stderr
+
+
+def _load_by_path(path: Path, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_function_from_a_module_loaded_by_file_path_runs_in_the_trial(tmp_path):
+    # importable in the tuner (in sys.modules) but not by name in a fresh process
+    folder = tmp_path / "not-on-sys-path"
+    folder.mkdir()
+    name = f"localx_pathmod_{os.getpid()}"
+    (folder / f"{name}.py").write_text(
+        "class Scale:\n"
+        "    def __init__(self, k):\n"
+        "        self.k = k\n\n"
+        "def helper(x):\n"
+        "    return Scale(2.0).k * x\n\n"
+        "def f(x, epochs):\n"
+        "    return {'loss': helper(x) + epochs}\n"
+    )
+    try:
+        module = _load_by_path(folder / f"{name}.py", name)
+        path, digest = payload_file(tmp_path, module.f)
+    finally:
+        sys.modules.pop(name, None)
+    process = run_runner(path, digest, {"x": 0.5, "epochs": 1}, tmp_path)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert [m["loss"] for m in metric_lines(stdout)] == [2.0]
+
+
+def test_function_from_a_module_without_a_file_is_refused_with_the_fix(tmp_path):
+    import types
+
+    name = f"localx_nofile_{os.getpid()}"
+    module = types.ModuleType(name)
+    exec("def f(x):\n    return {'loss': x}\n", module.__dict__)
+    sys.modules[name] = module
+    try:
+        with pytest.raises(ConfigurationError) as caught:
+            serialize_function(module.f)
+    finally:
+        sys.modules.pop(name, None)
+    message = str(caught.value)
+    assert f"module {name!r}" in message and "cannot be imported in the trial" in message
+    assert "importable module" in message and "__main__" in message
