@@ -11,7 +11,12 @@
 Exit status: 0 on success; 1 when the experiment ran but failed (trials
 failed, the metric was never reported); 2 for a mistake in the command, the
 experiment file or the overrides (a message, no traceback); 130 when
-interrupted.
+interrupted by Ctrl+C, 143 by SIGTERM (128 + the signal).
+
+While the tuner runs, Ctrl+C and SIGTERM (``timeout``, Slurm, ``docker stop``)
+stop it the same way: the running trials are stopped gracefully, the results
+saved and printed; a second one kills the trials at once
+(:class:`~syne_tune_localx.progress.StopOnSignal`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 import textwrap
 import warnings
@@ -123,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     except _Failure as err:
         _error(str(err))
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _error(message: str) -> None:
@@ -156,8 +165,10 @@ def _run(args) -> int:
     if args.top < 1:
         raise _usage(f"--top must be at least 1, got {args.top}.")
 
+    experiment.check_results_dir()
     with _results_root(experiment.results_dir), _captured_logging() as early:
         backend = experiment.make_backend()
+        experiment.check_config_values(backend)
         scheduler = experiment.make_scheduler()
         stop = experiment.make_stop_criterion()
         if args.check:
@@ -248,6 +259,7 @@ def _tune(args, experiment, backend, scheduler, stop, demo: bool, early_records=
     from syne_tune_localx.progress import (
         MetricCheck,
         ProgressCallback,
+        StopOnSignal,
         counts_text,
         status_counts,
         stop_reason,
@@ -275,6 +287,7 @@ def _tune(args, experiment, backend, scheduler, stop, demo: bool, early_records=
             "experiment": experiment.document,
         }
     }
+    signals = StopOnSignal(stream=terminal)
     tuner_options = dict(experiment.tuner_options)
     tuner = Tuner(
         trial_backend=backend,
@@ -282,13 +295,19 @@ def _tune(args, experiment, backend, scheduler, stop, demo: bool, early_records=
         stop_criterion=stop,
         n_workers=experiment.n_workers,
         tuner_name=experiment.name,
-        callbacks=[StoreResultsCallback(), check, progress],
+        callbacks=[StoreResultsCallback(), check, progress, signals],
         metadata=metadata,
         output_logger=None if args.verbose else _quiet_logger(),
         **tuner_options,
     )
     folder = Path(tuner.tuner_path)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _usage(
+            f"Cannot create the results folder {folder} ({err.strerror or err}). Set "
+            "results_dir (or SYNETUNE_FOLDER) to a folder you can write to."
+        ) from err
     _print_header(experiment, backend, folder, demo)
     max_failures = tuner.max_failures
 
@@ -296,12 +315,16 @@ def _tune(args, experiment, backend, scheduler, stop, demo: bool, early_records=
     error = None
     with _tuner_output(folder / LOG_FILE_NAME, args.verbose, early_records):
         try:
-            tuner.run()
+            with signals.installed():
+                tuner.run()
         except KeyboardInterrupt:
             interrupted = True
         except Exception as err:  # noqa: BLE001 -- explained below, from what the callbacks saw
             error = err
     progress.finish()
+    # a signal the tuner saw only once it was ending still counts
+    interrupted = interrupted or signals.signum is not None
+    signum = signals.signum or signal.SIGINT
 
     status = tuner.tuning_status
     if check.error is not None:
@@ -318,18 +341,28 @@ def _tune(args, experiment, backend, scheduler, stop, demo: bool, early_records=
 
     if status is not None:
         reason = stop_reason(experiment.stop, status, max_failures)
-        words = "Interrupted" if interrupted else "Finished"
+        words = "Finished"
+        if interrupted:
+            words = "Interrupted" if signum == signal.SIGINT else "Terminated"
         because = f" ({reason})" if reason and not interrupted else ""
         counts = progress.final_counts or status_counts(status)
         cut = "cut off by the interruption" if interrupted else "cut off at the end"
+        killed = (
+            f" {signals.killed} trial{'s were' if signals.killed != 1 else ' was'} killed "
+            "without waiting for the grace period."
+            if signals.killed
+            else ""
+        )
+        if signals.count > 1 and terminal.isatty():
+            print("\r", end="")  # over the ^C the terminal echoed
         print(
             f"{words} after {status.wallclock_time:.1f}s{because}: "
             f"{status.num_trials_started} trials ({counts_text(counts, cut)}), "
-            f"{status.overall_metric_statistics.count} results."
+            f"{status.overall_metric_statistics.count} results.{killed}"
         )
     code = _print_results(folder, args.top, args.plot, missing_ok=interrupted)
     if interrupted:
-        return EXIT_INTERRUPTED
+        return 128 + signum
     return code
 
 
@@ -428,7 +461,7 @@ def _print_header(experiment, backend, folder: Path | None, demo: bool) -> None:
             f"  scheduler  {scheduler}, {', '.join(experiment.metric_names)} ({experiment.mode}), "
             f"{experiment.n_workers} worker{'s' if experiment.n_workers != 1 else ''}"
         ),
-        f"  tuning     {', '.join(experiment.config_space)}",
+        f"  tuning     {', '.join(experiment.tuned_names)}",
         f"  stop       {stop}",
     ]
     if folder is not None:

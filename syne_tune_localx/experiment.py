@@ -38,6 +38,7 @@ import difflib
 import functools
 import inspect
 import json
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -620,6 +621,94 @@ class Experiment:
     def time_attr(self) -> str | None:
         return self.scheduler_options.get("time_attr")
 
+    @property
+    def tuned_names(self) -> list[str]:
+        """Hyperparameters with a domain (the constants left out)."""
+        return [k for k, v in self.config_space.items() if _is_domain(v)]
+
+    def check_results_dir(self) -> Path:
+        """Check, without creating anything, that the folder receiving the
+        results folder can be created and written.
+
+        :return: The folder (``results_dir``, else ``$SYNETUNE_FOLDER``, else
+            ``~/syne-tune``)
+        :raises ConfigurationError: It is, or lies below, a file, or the
+            nearest existing folder is not writable
+        """
+        if self.results_dir is not None:
+            folder = Path(self.results_dir)
+            where = self.source.where(("results_dir",))
+            fix = "Set results_dir to a folder you can write to."
+        else:
+            env = os.environ.get("SYNETUNE_FOLDER")
+            folder = Path(env).expanduser() if env else Path.home() / "syne-tune"
+            where = f"{self.source.label}: the default results folder " + (
+                "($SYNETUNE_FOLDER)" if env else "(~/syne-tune)"
+            )
+            fix = "Set results_dir in the experiment, or SYNETUNE_FOLDER, to a folder you can write to."
+        existing = folder.absolute()
+        while not existing.exists() and not existing.is_symlink() and existing.parent != existing:
+            existing = existing.parent
+        problem = None
+        if not existing.is_dir():
+            problem = f"{existing} is a file" if existing.exists() else f"{existing} does not exist"
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            problem = f"{existing} is not writable"
+        if problem:
+            action = "write to" if existing == folder.absolute() else "create"
+            raise ConfigurationError(
+                f"{where}: cannot {action} the results folder {folder}: {problem}. {fix}"
+            )
+        return folder
+
+    def check_config_values(self, backend) -> None:
+        """Check that ``backend`` can pass every configuration of the config
+        space to a trial, before any trial starts.
+
+        Works with backends that turn a configuration into arguments and files
+        through ``_config_arguments`` and ``_trial_files`` (``LocalXBackend``:
+        the command line cannot carry lists, mappings or keys with spaces;
+        JSON cannot carry some values). Constants are checked as they are,
+        every category of a ``choice`` (or ``ordinal``), one sample of other
+        domains; other backends are not checked.
+
+        :raises ConfigurationError: A key or value the backend cannot pass,
+            phrased for the experiment file
+        """
+        to_arguments = getattr(backend, "_config_arguments", None)
+        to_files = getattr(backend, "_trial_files", None)
+        if not (callable(to_arguments) and callable(to_files)):
+            return
+        import numpy as np
+
+        random_state = np.random.RandomState(0)
+        sample = {}
+        for key, domain in self.config_space.items():
+            where = self.source.where(("config_space", key))
+            if not _is_domain(domain):
+                values, category = [domain], False
+            elif getattr(domain, "categories", None) is not None:
+                values, category = list(domain.categories), True
+            else:
+                values, category = [domain.sample(random_state=random_state)], False
+            sample[key] = values[0]
+            for value in values:
+                try:
+                    to_arguments(0, {key: value})
+                    to_files(0, {key: value})
+                except ConfigurationError as err:
+                    raise ConfigurationError(
+                        _config_value_message(backend, key, value, category, where, err)
+                    ) from err
+        try:
+            to_arguments(0, sample)
+            to_files(0, sample)
+        except ConfigurationError as err:
+            raise ConfigurationError(
+                f"{self.source.where(('config_space',))}: the backend cannot pass this "
+                f"config space to a trial: {err}."
+            ) from err
+
     def make_backend(self):
         """Build the trial backend through the registry.
 
@@ -659,17 +748,62 @@ class Experiment:
         try:
             return self.scheduler_class(**kwargs)
         except Exception as err:
-            reason = str(err) or type(err).__name__
+            if len(self.metric_names) > 1 and self._takes_one_metric(kwargs):
+                name = self.scheduler_class.__name__
+                raise ConfigurationError(
+                    f"{self.source.where(('metric',))}: {name} optimises one metric, got "
+                    f"{self.metric!r}. Give one name (e.g. `metric: {self.metric_names[0]}`), "
+                    "or choose a multi-objective scheduler (e.g. `scheduler: EHVI`)."
+                ) from err
+            reason = re.sub(
+                r"<(?:[\w.]+\.)?(\w+) object at 0x[0-9a-fA-F]+>", r"\1", str(err) or type(err).__name__
+            )
             raise ConfigurationError(
                 f"{self.source.where(('scheduler',))}: {self.scheduler_class.__name__} "
                 f"rejected its options {self.scheduler_options!r}: {reason}. Fix "
                 "scheduler.options."
             ) from err
 
+    def _takes_one_metric(self, kwargs: dict) -> bool:
+        """Whether the scheduler that rejected several metrics accepts one."""
+        kwargs = dict(kwargs)
+        if "metrics" in kwargs:
+            kwargs["metrics"] = self.metric_names[:1]
+        elif "metric" in kwargs:
+            kwargs["metric"] = self.metric_names[0]
+        try:
+            self.scheduler_class(**kwargs)
+        except Exception:  # noqa: BLE001 -- it rejects something else
+            return False
+        return True
+
     def make_stop_criterion(self):
         from syne_tune import StoppingCriterion
 
         return StoppingCriterion(**self.stop)
+
+
+def _config_value_message(backend, key: str, value: Any, category: bool, where: str, err: Exception) -> str:
+    json_fix = (
+        "set backend.options.pass_args_as_json: true (the script then reads its "
+        "configuration with syne_tune_localx.trial.read_config)"
+    )
+    if not getattr(backend, "pass_args_as_json", False):
+        try:
+            backend._config_arguments(0, {key: None})
+        except ConfigurationError:
+            return (
+                f"{where}: config_space key {key!r} cannot be a command-line flag: a flag "
+                "is a non-empty name without '=', whitespace or a leading '-'. Rename it, "
+                f"or {json_fix}."
+            )
+        kinds = {list: "a list", tuple: "a list", dict: "a mapping", set: "a set"}
+        kind = kinds.get(type(value))
+        if kind is not None:
+            what = f"the category {value!r}" if category else f"config_space.{key}"
+            return f"{where}: {what} is {kind}, which the command line cannot carry; {json_fix}."
+    shown = f"the category {value!r}" if category else f"the value {value!r}"
+    return f"{where}: the backend cannot pass {shown} to a trial: {err}."
 
 
 def load_experiment_file(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Experiment:
@@ -755,11 +889,13 @@ def parse_experiment(
             f"{_domain_help()}."
         )
     config_space = {}
-    for key, value in config_space_doc.items():
+    entries = list(config_space_doc.items())
+    for index, (key, value) in enumerate(entries):
         if not isinstance(key, str) or not key:
             raise ConfigurationError(
                 f"{at(('config_space',))}: hyperparameter names must be strings, got {key!r}."
             )
+        _check_not_split(key, value, entries[index + 1 :], at(("config_space", key)))
         config_space[key] = parse_domain(value, at(("config_space", key)))
     if not any(_is_domain(v) for v in config_space.values()):
         raise ConfigurationError(
@@ -816,7 +952,7 @@ def parse_experiment(
             raise ConfigurationError(
                 f"{at(('results_dir',))}: results_dir must be a folder path, got {results_dir!r}."
             )
-        results_dir = (base_dir / Path(results_dir).expanduser()).absolute()
+        results_dir = _normalised((base_dir / Path(results_dir).expanduser()).absolute())
 
     tuner_options = _parse_tuner(document.get("tuner"), at)
 
@@ -840,6 +976,32 @@ def parse_experiment(
         results_dir=results_dir,
         tuner_options=tuner_options,
         source=source,
+    )
+
+
+def _check_not_split(key: str, value: Any, following: list, where: str) -> None:
+    """A domain cut at a comma: in a flow mapping (``{f: uniform(0, 1)}``) YAML
+    splits at every comma, leaving ``f: 'uniform(0'`` and a key ``'1)'``."""
+    if not isinstance(value, str) or _CALL_FORM.match(value):
+        return
+    start = _CALL_START.match(value)
+    if start is None or start.group(1) not in DOMAIN_NAMES:
+        return
+    pieces = [value]
+    for other_key, other_value in following:
+        if other_value is not None or not isinstance(other_key, str):
+            break
+        pieces.append(other_key)
+        if other_key.rstrip().endswith(")"):
+            break
+    if len(pieces) == 1:
+        return  # not a split: parse_domain explains the missing ')'
+    whole = ", ".join(p.strip() for p in pieces)
+    raise ConfigurationError(
+        f"{where}: {value!r} is the start of the domain {whole!r}, cut at its commas: YAML splits "
+        "a flow mapping ({...} on one line) at every comma, so the rest became keys of their "
+        f"own ({', '.join(map(repr, pieces[1:]))}). Quote the value ({key}: \"{whole}\") or write "
+        "config_space in block style, one `name: domain` per line."
     )
 
 
@@ -894,8 +1056,16 @@ def _parse_backend(spec: Any, base_dir: Path, at) -> tuple[str, dict]:
                 f"{entry_point!r} does not exist (looked for {resolved}; relative paths "
                 "are taken from the experiment file's folder)."
             )
-        options["entry_point"] = str(resolved)
+        options["entry_point"] = str(_normalised(resolved))
     return name, options
+
+
+def _normalised(path: Path) -> Path:
+    """``path`` (absolute) without ``.`` and ``..``: a ``..`` is resolved on
+    the file system (symbolic links followed), as the operating system would."""
+    if ".." in path.parts:
+        return path.resolve()
+    return Path(os.path.normpath(path))
 
 
 def _parse_scheduler(spec: Any, at) -> tuple[type, dict]:
@@ -1016,11 +1186,26 @@ def _parse_tuner(spec: Any, at) -> dict:
                 f"{_did_you_mean(str(key), accepted)} Accepted under tuner: {_names(accepted)}."
             )
     options = dict(spec)
-    sleep_time = options.setdefault("sleep_time", DEFAULT_SLEEP_TIME)
-    if not _is_number(sleep_time) or sleep_time < 0:
-        raise ConfigurationError(
-            f"{at(('tuner', 'sleep_time'))}: sleep_time must be seconds >= 0, got {sleep_time!r}."
-        )
+    options.setdefault("sleep_time", DEFAULT_SLEEP_TIME)
+    defaults = {
+        k: p.default for k, p in inspect.signature(Tuner.__init__).parameters.items()
+    }
+    for key, value in options.items():
+        default = defaults.get(key)
+        problem = None
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                problem = "must be true or false"
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                problem = "must be a whole number >= 0"
+        elif isinstance(default, float) or key == "sleep_time":
+            if not _is_number(value) or math.isnan(value) or value < 0:
+                problem = "must be seconds >= 0"
+        if problem:
+            raise ConfigurationError(
+                f"{at(('tuner', key))}: {key} {problem}, got {value!r}."
+            )
     return options
 
 

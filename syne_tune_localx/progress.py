@@ -1,15 +1,20 @@
 """Tuner callbacks of the ``syne-tune-localx`` command: a one-line progress
-display, and a check that the trials report the metric the experiment optimises.
+display, a check that the trials report the metric the experiment optimises,
+and the handling of Ctrl+C and SIGTERM while the tuner runs.
 
-Both are plain :class:`~syne_tune.tuner_callback.TunerCallback` objects, usable
+All are plain :class:`~syne_tune.tuner_callback.TunerCallback` objects, usable
 with any :class:`~syne_tune.Tuner`. ``Tuner.save`` pickles its callbacks, so
 they drop their stream and tuner references when pickled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import shutil
+import signal
+import threading
 import time
 from collections import Counter
 from typing import Any, TextIO
@@ -309,6 +314,168 @@ class ProgressCallback(TunerCallback):
         state["_tuner"] = None
         state["live"] = False
         return state
+
+
+class TuningInterrupted(KeyboardInterrupt):
+    """Raised inside :meth:`Tuner.run <syne_tune.Tuner.run>` on Ctrl+C or
+    SIGTERM, so that the tuner ends through its own ``finally`` block (results
+    and ``tuner.dill`` saved, trials stopped gracefully).
+
+    :param signum: The signal
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopOnSignal(TunerCallback):
+    """Ctrl+C (SIGINT) and SIGTERM handled alike while the tuner runs.
+
+    * The first signal makes the tuner stop at its next step (between two
+      polls, never in the middle of a backend call): it raises
+      :class:`TuningInterrupted` from a callback, and the tuner's ``finally``
+      block saves the results and stops the running trials gracefully. One line
+      says so, with the number of trials and their grace period.
+    * A signal while the trials are being stopped (a second one, or the first
+      when the tuner was ending anyway) kills them at once (SIGKILL to each
+      trial's process tree, for backends that tell its pids:
+      ``trial_process_ids``); the tuner's ``finally`` block then completes.
+      With other backends the interruption propagates, as Python's default
+      would. A second signal before the tuner reached its next step
+      interrupts it where it is.
+
+    Use :meth:`installed` around ``tuner.run()``: the handlers are installed
+    for that time only, and the previous ones restored.
+
+    :param stream: Where the line goes (the terminal)
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream
+        self.signum: int | None = None
+        self.count = 0  # signals received
+        self.killed_trials: set[int] = set()  # trials killed by a repeated signal
+        self._pending = False  # a signal the tuner has not acted on yet
+        self._raised = False
+        self._ending = False  # the tuner is in its finally block
+        self._tuner = None
+
+    # --- installation ---------------------------------------------------
+    @contextlib.contextmanager
+    def installed(self):
+        """Handle SIGINT and SIGTERM in this block (main thread only; elsewhere
+        nothing is installed)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {}
+        try:
+            for signum in self.SIGNALS:
+                previous[signum] = signal.signal(signum, self._handle)
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+    def _handle(self, signum, frame):
+        self.count += 1
+        if self.signum is None:
+            self.signum = signum
+        if self._ending or self._raised:
+            self._kill_trials()
+            return
+        if self._pending:
+            # the tuner did not reach its next step in time: interrupt it here
+            self._interrupt()
+        self._pending = True
+
+    def _interrupt(self):
+        self._pending = False
+        self._raised = True
+        raise TuningInterrupted(self.signum)
+
+    def _kill_trials(self) -> None:
+        backend = getattr(self._tuner, "trial_backend", None)
+        process_ids = getattr(backend, "trial_process_ids", None)
+        if process_ids is None:
+            raise KeyboardInterrupt
+        for trial_id in list(getattr(backend, "trial_ids", [])):
+            pids = process_ids(trial_id)
+            if pids:
+                self.killed_trials.add(trial_id)
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+    @property
+    def killed(self) -> int:
+        """Number of trials a repeated signal killed."""
+        return len(self.killed_trials)
+
+    # --- callback hooks -------------------------------------------------
+    def on_tuning_start(self, tuner):
+        self._tuner = tuner
+        self._check()
+
+    def _check(self):
+        if self._pending and not self._ending:
+            self._interrupt()
+
+    def on_loop_start(self):
+        self._check()
+
+    def on_loop_end(self):
+        self._check()
+
+    def on_tuning_sleep(self, sleep_time: float):
+        self._check()
+
+    def on_tuning_end(self):
+        self._ending = True
+        self._pending = False
+        if self.signum is not None:
+            self._say_stopping()
+
+    def _say_stopping(self) -> None:
+        if self.stream is None:
+            return
+        status = getattr(self._tuner, "tuning_status", None)
+        running = status.num_trials_running if status is not None else 0
+        grace = getattr(getattr(self._tuner, "trial_backend", None), "stop_grace_period", None)
+        if self.signum == signal.SIGINT:
+            head, again = "Interrupted", "press Ctrl+C again"
+        else:
+            head, again = f"Terminated ({signal.Signals(self.signum).name})", (
+                f"send {signal.Signals(self.signum).name} again"
+            )
+        if running:
+            period = f"grace period {_number(grace)} s; " if grace is not None else ""
+            line = (
+                f"{head}: stopping {running} running trial{'s' if running != 1 else ''} "
+                f"({period}{again} to kill them now)"
+            )
+        else:
+            line = f"{head}: saving the results"
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def __getstate__(self):
+        # a resumed tuner starts without the signals of this run
+        return {
+            "stream": None,
+            "signum": None,
+            "count": 0,
+            "killed_trials": set(),
+            "_pending": False,
+            "_raised": False,
+            "_ending": False,
+            "_tuner": None,
+        }
 
 
 def _seconds(value: float) -> str:

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -391,3 +392,250 @@ def test_demo_without_scikit_learn_says_how_to_install(tmp_path, capsys, monkeyp
 def test_show_on_a_folder_that_is_not_a_results_folder(tmp_path, capsys):
     code, _, err = run_in_process(capsys, "show", str(tmp_path))
     assert code == 2 and "is not the results folder of a syne-tune experiment" in err
+
+
+# --------------------------------------------------------------------------
+# mistakes --check finds that used to show only once trials ran
+
+
+def test_config_values_the_command_line_cannot_carry_are_found_by_check(project, capsys):
+    write(project, RANDOM_SEARCH)
+    path = str(project / "experiment.yaml")
+    code, _, err = run_in_process(capsys, "run", path, "--check", "--set", 'config_space={"a b": "uniform(0, 1)"}')
+    assert code == 2 and "config_space key 'a b' cannot be a command-line flag" in err, err
+    assert "backend.options.pass_args_as_json: true" in err
+    code, _, err = run_in_process(capsys, "run", path, "--check", "--set", "config_space.g=[1, 2]")
+    assert code == 2, err
+    assert "config_space.g is a list, which the command line cannot carry; set backend.options.pass_args_as_json: true" in err
+    assert err.startswith("error: --set config_space.g=[1, 2] (key config_space.g): ")
+    # the categories of a choice are checked, not one sample
+    code, _, err = run_in_process(capsys, "run", path, "--check", "--set", "config_space.g=choice([[1], [2, 3]])")
+    assert code == 2 and "(key config_space.g): the category [1] is a list, which the command line cannot carry" in err, err
+    # JSON mode carries both
+    code, out, err = run_in_process(
+        capsys, "run", path, "--check", "--set", "config_space.g=choice([[1], [2, 3]])",
+        "--set", "config_space.h={a: 1}", "--set", "backend.options.pass_args_as_json=true",
+    )
+    assert code == 0, err
+    assert not (project / "results").exists()
+
+
+def test_tuner_options_of_the_wrong_type_are_named(project, capsys):
+    write(project, RANDOM_SEARCH)
+    path = str(project / "experiment.yaml")
+    code, _, err = run_in_process(capsys, "run", path, "--set", "tuner.max_failures=abc")
+    assert code == 2 and "(key tuner.max_failures): max_failures must be a whole number >= 0, got 'abc'" in err, err
+    code, _, err = run_in_process(capsys, "run", path, "--check", "--set", "tuner.max_failures=-1")
+    assert code == 2 and "max_failures must be a whole number >= 0, got -1" in err, err
+    code, _, err = run_in_process(capsys, "run", path, "--check", "--set", "tuner.print_update_interval=fast")
+    assert code == 2 and "(key tuner.print_update_interval): print_update_interval must be seconds" in err, err
+    code, _, err = run_in_process(capsys, "run", path, "--check", "--set", "tuner.results_update_interval=[1]")
+    assert code == 2 and "results_update_interval must be seconds" in err, err
+    code, _, err = run_in_process(capsys, "run", path, "--check", "--set", "tuner.save_tuner=no thanks")
+    assert code == 2 and "(key tuner.save_tuner): save_tuner must be true or false, got 'no thanks'" in err, err
+    assert not (project / "results").exists()
+
+
+def test_results_dir_that_cannot_be_created_is_reported_before_anything_starts(project, capsys):
+    write(project, RANDOM_SEARCH)
+    (project / "a-file").write_text("x")
+    path = str(project / "experiment.yaml")
+    for extra in (["--check"], []):
+        code, _, err = run_in_process(capsys, "run", path, "--set", "results_dir=a-file/sub", *extra)
+        assert code == 2, err
+        assert "(key results_dir)" in err and f"cannot create the results folder {project / 'a-file' / 'sub'}" in err
+        assert f"{project / 'a-file'} is a file" in err and "Traceback" not in err
+
+
+def test_several_metrics_with_a_single_objective_scheduler(project, capsys):
+    write(project, RANDOM_SEARCH)
+    code, _, err = run_in_process(capsys, "run", str(project / "experiment.yaml"), "--check", "--set", "metric=[loss, acc]")
+    assert code == 2, err
+    assert "(key metric): RandomSearch optimises one metric, got ['loss', 'acc']" in err
+    assert "object at 0x" not in err and "scheduler.options" not in err
+
+
+def test_domain_split_by_a_flow_mapping_suggests_quoting(project, capsys):
+    write(project, RANDOM_SEARCH)
+    code, _, err = run_in_process(
+        capsys, "run", str(project / "experiment.yaml"), "--check", "--set", "config_space={f: uniform(0, 1)}"
+    )
+    assert code == 2, err
+    assert "YAML splits a flow mapping" in err and "f: \"uniform(0, 1)\"" in err and "block style" in err
+
+
+def test_header_lists_tuned_hyperparameters_and_a_normalised_entry_point(project, capsys):
+    (project / "sub").mkdir()
+    write(project, RANDOM_SEARCH.replace("entry_point: train.py", "entry_point: sub/../train.py"))
+    code, out, err = run_in_process(capsys, "run", str(project / "experiment.yaml"), "--check")
+    assert code == 0, err
+    assert re.search(r"^  tuning     x$", out, re.MULTILINE), out
+    assert f"(entry point {project / 'train.py'})" in out
+
+
+# --------------------------------------------------------------------------
+# interruptions: Ctrl+C and SIGTERM
+
+SLOW_TRAIN = textwrap.dedent(
+    """
+    import argparse, signal, time
+    from syne_tune_localx.trial import Reporter, read_config
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--x", type=float)
+    parser.add_argument("--ignore_term", type=int, default=0)
+    config = read_config(parser)
+    if config["ignore_term"]:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    report = Reporter()
+    for epoch in range(1, 100000):
+        report(epoch=epoch, loss=config["x"] + 1.0 / epoch)
+        time.sleep(0.05)
+    """
+)
+
+SLOW = """\
+name: toy-slow
+results_dir: results
+backend:
+  name: localx
+  options: {entry_point: slow.py, num_gpus_per_trial: 0, stop_grace_period: 30}
+config_space:
+  x: uniform(0, 1)
+  ignore_term: 0
+metric: loss
+n_workers: 2
+stop: {max_wallclock_time: 600}
+tuner: {sleep_time: 0.1}
+"""
+
+
+def script_processes(script: Path) -> list[int]:
+    """Pids of processes whose command line names ``script``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(script).encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+class _Running:
+    """The console script in the background, its stdout collected line by line."""
+
+    def __init__(self, project: Path, *args):
+        import threading
+
+        self.process = subprocess.Popen(
+            console_script() + ["run", "experiment.yaml", *args],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, predicate, timeout: float, what: str):
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            assert self.process.poll() is None, "".join(self.lines) + self.process.stderr.read()
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}: {''.join(self.lines)}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.process.poll() is None:  # a failed test: the trials end with the tuner
+            self.process.kill()
+            self.process.wait(30)
+
+    def finish(self, timeout: float) -> tuple[int, str, str]:
+        try:
+            code = self.process.wait(timeout=timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+        self._reader.join(10)
+        return code, "".join(self.lines), self.process.stderr.read()
+
+
+def _wait_until_trials_report(running: _Running, project: Path):
+    def reporting():
+        folders = list((project / "results").glob("toy-slow-*/[01]/std.out"))
+        return len(folders) == 2 and all(f.read_text().count("[tune-metric]") >= 3 for f in folders)
+
+    running.wait_for(reporting, 60, "two trials reporting")
+    import time
+
+    time.sleep(0.5)  # the tuner has seen results
+
+
+@pytest.mark.slow
+def test_sigterm_stops_trials_gracefully_saves_and_prints_results(project):
+    import time
+
+    (project / "slow.py").write_text(SLOW_TRAIN)
+    write(project, SLOW)
+    with _Running(project) as running:
+        _wait_until_trials_report(running, project)
+        started = time.monotonic()
+        running.process.send_signal(signal.SIGTERM)
+        code, out, err = running.finish(timeout=60)
+    assert code == 128 + signal.SIGTERM, out + err
+    assert time.monotonic() - started < 25  # the trials ended on SIGTERM, no grace period used up
+    assert "Traceback" not in err
+    assert "Terminated (SIGTERM): stopping 2 running trials (grace period 30 s; send SIGTERM again" in out, out
+    assert re.search(r"^Terminated after [\d.]+s: \d+ trials", out, re.MULTILINE), out
+    assert BEST_LINE.search(out), out
+    folder = results_folder(out)
+    for name in ("results.csv.zip", "tuner.dill", "metadata.json"):
+        assert (folder / name).is_file(), name
+    assert not script_processes(project / "slow.py")
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_what_it_waits_for_and_a_second_one_kills_the_trials(project):
+    import time
+
+    (project / "slow.py").write_text(SLOW_TRAIN)
+    write(project, SLOW)
+    # trials that ignore SIGTERM use up their 30 s grace period unless killed
+    with _Running(project, "--set", "config_space.ignore_term=1") as running:
+        _wait_until_trials_report(running, project)
+        running.process.send_signal(signal.SIGINT)
+        message = "Interrupted: stopping 2 running trials (grace period 30 s; press Ctrl+C again to kill them now)"
+        running.wait_for(lambda: message in "".join(running.lines), 30, "the stopping message")
+        time.sleep(1.0)
+        assert running.process.poll() is None  # waiting for the trials
+        assert script_processes(project / "slow.py")
+        started = time.monotonic()
+        running.process.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        running.process.send_signal(signal.SIGINT)  # a third one changes nothing
+        code, out, err = running.finish(timeout=60)
+    # 130; or killed by the third SIGINT if that came after Python began to shut
+    # down (it restores the default action then), which a shell reports as 130 too
+    assert code in (130, -signal.SIGINT), out + err
+    assert time.monotonic() - started < 15
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert re.search(r"^Interrupted after [\d.]+s: \d+ trials .* 2 trials were killed without waiting", out, re.MULTILINE), out
+    folder = results_folder(out)
+    for name in ("results.csv.zip", "tuner.dill"):
+        assert (folder / name).is_file(), name
+    assert not script_processes(project / "slow.py")

@@ -360,3 +360,124 @@ def test_parse_experiment_from_dictionary(folder):
     experiment = parse_experiment(document, base_dir=folder)
     assert experiment.backend_options["entry_point"] == str(folder / "train.py")
     assert experiment.document["backend"]["options"]["entry_point"] == str(folder / "train.py")
+
+
+# --------------------------------------------------------------------------
+# checks before any trial starts
+
+
+def test_paths_are_normalised_and_constants_are_not_tuned(folder):
+    (folder / "sub").mkdir()
+    text = MINIMAL.replace("entry_point: train.py", "entry_point: ./sub/../train.py") + "results_dir: sub/../out/./runs\n"
+    experiment = load_experiment_file(write(folder, text.replace("  x: uniform(0, 1)\n", "  x: uniform(0, 1)\n  epochs: 3\n")))
+    assert experiment.backend_options["entry_point"] == str(folder / "train.py")
+    assert experiment.results_dir == folder / "out" / "runs"
+    assert experiment.tuned_names == ["x"]
+
+
+def test_flow_mapping_split_at_commas_suggests_quoting(folder):
+    text = MINIMAL.replace("config_space:\n  x: uniform(0, 1)\n", "config_space: {x: loguniform(1e-4, 1e-1), y: 3}\n")
+    message = error_of(load_experiment_file, write(folder, text))
+    assert "line 4 (key config_space.x): 'loguniform(1e-4' is the start of the domain 'loguniform(1e-4, 1e-1)'" in message
+    assert "YAML splits a flow mapping" in message and 'x: "loguniform(1e-4, 1e-1)"' in message
+    # a missing ')' alone is still said as such
+    message = error_of(load_experiment_file, write(folder, MINIMAL.replace("uniform(0, 1)", "uniform(0, 1")))
+    assert "does not end with ')'" in message
+
+
+@pytest.mark.parametrize(
+    "option, expected",
+    [
+        ("max_failures: abc", "max_failures must be a whole number >= 0, got 'abc'"),
+        ("max_failures: 1.5", "max_failures must be a whole number >= 0, got 1.5"),
+        ("max_failures: true", "max_failures must be a whole number >= 0, got True"),
+        ("results_update_interval: soon", "results_update_interval must be seconds >= 0, got 'soon'"),
+        ("print_update_interval: -1", "print_update_interval must be seconds >= 0, got -1"),
+        ("sleep_time: .nan", "sleep_time must be seconds >= 0, got nan"),
+        ("save_tuner: 'false'", "save_tuner must be true or false, got 'false'"),
+        ("wait_trial_completion_when_stopping: 1", "wait_trial_completion_when_stopping must be true or false"),
+    ],
+)
+def test_tuner_options_are_type_checked(folder, option, expected):
+    message = error_of(load_experiment_file, write(folder, MINIMAL + f"tuner: {{{option}}}\n"))
+    assert f"(key tuner.{option.split(':')[0]}): {expected}" in message
+
+
+def test_valid_tuner_options_pass(folder):
+    text = MINIMAL + "tuner: {max_failures: 0, print_update_interval: 5, results_update_interval: 2.5, save_tuner: false}\n"
+    assert load_experiment_file(write(folder, text)).tuner_options["max_failures"] == 0
+
+
+def test_results_dir_checks_create_nothing(folder, monkeypatch):
+    (folder / "a-file").write_text("x")
+    experiment = load_experiment_file(write(folder, MINIMAL + "results_dir: a-file/runs\n"))
+    message = error_of(experiment.check_results_dir)
+    assert "line 8 (key results_dir): cannot create the results folder" in message
+    assert f"{folder / 'a-file'} is a file" in message
+    # the default folder: $SYNETUNE_FOLDER
+    monkeypatch.setenv("SYNETUNE_FOLDER", str(folder / "a-file" / "st"))
+    experiment = load_experiment_file(write(folder, MINIMAL))
+    message = error_of(experiment.check_results_dir)
+    assert "the default results folder ($SYNETUNE_FOLDER): cannot create" in message
+    monkeypatch.setenv("SYNETUNE_FOLDER", str(folder / "new" / "st"))
+    assert load_experiment_file(write(folder, MINIMAL)).check_results_dir() == folder / "new" / "st"
+    assert not (folder / "new").exists()
+
+
+class _RecordingBackend:
+    """Takes every configuration; records what it was asked."""
+
+    pass_args_as_json = False
+
+    def __init__(self):
+        self.seen = []
+
+    def _config_arguments(self, trial_id, config):
+        self.seen.append(dict(config))
+        return []
+
+    def _trial_files(self, trial_id, config):
+        return {}
+
+
+def test_config_values_check_every_category_and_a_sample_of_other_domains(folder):
+    text = MINIMAL.replace("  x: uniform(0, 1)\n", "  x: uniform(0, 1)\n  act: choice(['relu', 'tanh', 'gelu'])\n  epochs: 3\n")
+    experiment = load_experiment_file(write(folder, text))
+    backend = _RecordingBackend()
+    experiment.check_config_values(backend)
+    single = [c for c in backend.seen if len(c) == 1]
+    assert [c["act"] for c in single if "act" in c] == ["relu", "tanh", "gelu"]
+    assert [c["epochs"] for c in single if "epochs" in c] == [3]
+    assert all(0 <= c["x"] <= 1 for c in single if "x" in c)
+    assert set(backend.seen[-1]) == {"x", "act", "epochs"}  # the whole configuration, once
+    # a backend without those hooks is not checked
+    experiment.check_config_values(object())
+
+
+def test_config_values_the_localx_backend_cannot_pass(folder):
+    def check(extra, *overrides):
+        text = MINIMAL.replace("  x: uniform(0, 1)\n", "  x: uniform(0, 1)\n" + extra)
+        experiment = load_experiment_file(write(folder, text), list(overrides))
+        return experiment.check_config_values(experiment.make_backend())
+
+    message = error_of(check, "  layers: [64, 32]\n")
+    assert message.startswith(f"{folder / 'exp.yaml'}, line 6 (key config_space.layers): config_space.layers is a list")
+    assert "which the command line cannot carry; set backend.options.pass_args_as_json: true" in message
+    message = error_of(check, "  opt: {name: sgd}\n")
+    assert "config_space.opt is a mapping, which the command line cannot carry" in message
+    message = error_of(check, "  sizes: choice([[1], [2, 3]])\n")
+    assert "(key config_space.sizes): the category [1] is a list" in message
+    message = error_of(check, "  tag: \"a\\0b\"\n")
+    assert "(key config_space.tag): the backend cannot pass the value 'a\\x00b' to a trial" in message
+    assert "NUL character" in message
+    message = error_of(check, "  -lr: 1\n")
+    assert "config_space key '-lr' cannot be a command-line flag" in message
+    # JSON carries lists, mappings and any key
+    check("  layers: [64, 32]\n  opt: {name: sgd}\n  a b: 1\n", "backend.options.pass_args_as_json=true")
+
+
+def test_several_metrics_for_a_single_objective_scheduler(folder):
+    experiment = load_experiment_file(write(folder, MINIMAL.replace("metric: loss", "metric: [loss, acc]")))
+    message = error_of(experiment.make_scheduler)
+    assert "line 6 (key metric): RandomSearch optimises one metric, got ['loss', 'acc']" in message
+    assert "`metric: loss`" in message and "EHVI" in message and "object at 0x" not in message
