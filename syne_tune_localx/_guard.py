@@ -70,23 +70,29 @@ def _children(pid):
     return found
 
 
-def _descendants_by_scan(root_pid):
-    """The same as :func:`descendants` from a scan of every process."""
-    children = {}
+def read_each_process(name):
+    """Yield ``(pid, content of /proc/<pid>/<name>)`` for every process whose
+    file can be read (Linux); nothing where /proc is missing."""
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return []
+        return
     for entry in entries:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
+            with open(f"/proc/{entry}/{name}", "rb") as f:
+                yield int(entry), f.read()
         except OSError:
             continue
+
+
+def _descendants_by_scan(root_pid):
+    """The same as :func:`descendants` from a scan of every process."""
+    children = {}
+    for pid, stat in read_each_process("stat"):
         fields = stat[stat.rfind(b")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(entry))
+        children.setdefault(int(fields[1]), []).append(pid)
     found, todo = [], [root_pid]
     while todo:
         for child in children.get(todo.pop(), ()):

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from syne_tune_localx._guard import descendants
+from syne_tune_localx._guard import descendants, read_each_process
 
 GUARD_SCRIPT = str(Path(__file__).with_name("_guard.py"))
 LAUNCH_TOKEN_VARIABLE = "SYNE_TUNE_LOCALX_LAUNCH"
@@ -230,21 +230,13 @@ class TrialProcess:
             return []
         needle = b"\0" + f"{LAUNCH_TOKEN_VARIABLE}={self.token}".encode() + b"\0"
         killed = []
-        try:
-            entries = os.listdir("/proc")
-        except OSError:
-            return []
-        for entry in entries:
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    if needle not in b"\0" + f.read() + b"\0":
-                        continue
-                os.kill(int(entry), signal.SIGKILL)
-                killed.append(int(entry))
-            except OSError:
-                continue
+        for pid, environ in read_each_process("environ"):
+            if needle in b"\0" + environ + b"\0":
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                except OSError:
+                    continue
         return killed
 
     def wait(self, timeout: float) -> bool:
