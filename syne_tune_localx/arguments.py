@@ -12,6 +12,8 @@ from syne_tune_localx.hooks import BackendHooks
 from syne_tune_localx.trial import CONFIG_JSON_ARG
 
 CONFIG_FILE_NAME = "config.json"
+# Linux's MAX_ARG_STRLEN: the longest single argument execve accepts
+MAX_ARGUMENT_BYTES = 128 * 1024
 
 
 def _plain(value: Any) -> Any:
@@ -40,6 +42,12 @@ def encode_cli_value(key: str, value: Any) -> str | None:
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, str):
+        if len(value.encode()) + len(key) + 3 >= MAX_ARGUMENT_BYTES:
+            raise ConfigurationError(
+                f"config[{key!r}] is {len(value.encode())} bytes long, more than one "
+                f"command-line argument may hold ({MAX_ARGUMENT_BYTES} on Linux); pass "
+                f"pass_args_as_json=True to LocalXBackend"
+            )
         if "\x00" in value:
             raise ConfigurationError(
                 f"config[{key!r}] contains a NUL character, which a command line "

@@ -55,10 +55,10 @@ class BackendHooks:
             from syne_tune_localx.registry import backend_options
 
             accepted = sorted(backend_options(type(self)) or ())
-            unknown = sorted(kwargs)
+            unknown = sorted(k for k in kwargs if k not in accepted)
             raise ConfigurationError(
-                f"{type(self).__name__} got unknown option(s) {unknown} (among those "
-                f"left after its own); accepted options: {accepted}. Check the spelling"
+                f"{type(self).__name__} got unknown option(s) {unknown}; accepted "
+                f"options: {accepted}. Check the spelling"
             ) from err
 
     # --- single owner -------------------------------------------------

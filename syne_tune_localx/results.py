@@ -106,6 +106,17 @@ def load_results(folder: str | Path, metric: str | None = None) -> Results:
     if isinstance(mode, list):
         mode = mode[0]
     frame = experiment.results
+    results_file = path / "results.csv.zip"
+    if (frame is None or frame.empty) and results_file.is_file() and results_file.stat().st_size:
+        try:
+            import pandas as pd
+
+            pd.read_csv(results_file)
+        except Exception as err:  # noqa: BLE001 - any reason it cannot be read
+            raise ConfigurationError(
+                f"{results_file} cannot be read ({type(err).__name__}: {err}); the file is "
+                "damaged. The trials' std.out in that folder still hold what they reported."
+            ) from err
     if frame is None or frame.empty:
         raise ConfigurationError(
             f"{path} holds no results yet (no results.csv.zip, or it is empty): no trial "

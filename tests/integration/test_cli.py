@@ -394,6 +394,16 @@ def test_show_on_a_folder_that_is_not_a_results_folder(tmp_path, capsys):
     assert code == 2 and "is not the results folder of a syne-tune experiment" in err
 
 
+def test_show_on_a_damaged_results_file_says_so(tmp_path, capsys):
+    # it once said "holds no results yet" about a file it could not read
+    folder = tmp_path / "exp-2026"
+    folder.mkdir()
+    (folder / "metadata.json").write_text('{"metric_names": ["loss"], "metric_mode": "min"}')
+    (folder / "results.csv.zip").write_bytes(os.urandom(4096))
+    code, _, err = run_in_process(capsys, "show", str(folder))
+    assert code == 2 and "cannot be read" in err and "damaged" in err, err
+
+
 # --------------------------------------------------------------------------
 # mistakes --check finds that used to show only once trials ran
 

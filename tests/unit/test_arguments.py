@@ -168,3 +168,12 @@ def test_json_error_names_the_key():
 def test_config_json_always_written_in_cli_mode(tmp_path):
     files = StubHost(tmp_path)._trial_files(0, {"count": 2})
     assert json.loads(files["config.json"]) == {"count": 2}
+
+
+def test_a_value_too_long_for_one_argument_is_refused_before_launch(tmp_path):
+    # a 3 MB string once reached execve and failed there with E2BIG
+    with pytest.raises(ConfigurationError, match="bytes long.*pass_args_as_json=True"):
+        StubHost(tmp_path)._config_arguments(0, {"text": "x" * 200_000})
+    # 100 kB still fits
+    cfg = run_script(tmp_path, ARGPARSE_SCRIPT, StubHost(tmp_path)._config_arguments(0, {"text": "y" * 100_000}))
+    assert cfg["text"] == "y" * 100_000

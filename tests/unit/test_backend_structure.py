@@ -166,3 +166,11 @@ def test_malformed_entry_point_or_binary(tmp_path, monkeypatch, entry_point, bin
     (tmp_path / "train.py").write_text("")
     with pytest.raises(ConfigurationError, match=expected):
         LocalXBackend(entry_point, binary=binary)
+
+
+def test_unknown_option_message_names_only_the_unknown_one(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("")
+    with pytest.raises(ConfigurationError) as err:
+        LocalXBackend(str(script), stop_grace=3)
+    assert "unknown option(s) ['stop_grace']" in str(err.value)
