@@ -33,7 +33,7 @@ from syne_tune_localx.checkpoints import CheckpointMixin
 from syne_tune_localx.errors import ConfigurationError, LaunchError
 from syne_tune_localx.gpu import GpuRotationMixin
 from syne_tune_localx.metrics import MetricReader
-from syne_tune_localx.process import LaunchSpec, TrialProcess
+from syne_tune_localx.process import LaunchSpec, TrialProcess, launching_process
 
 logger = logging.getLogger(__name__)
 
@@ -366,6 +366,14 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
 
     def _make_trial_folder(self, trial_id: int, fresh: bool) -> Path:
         path = self.trial_path(trial_id)
+        owner = launching_process(path) if fresh else None
+        if owner is not None:
+            raise LaunchError(
+                f"the results folder {path.parent} is in use by another tuner (pid {owner}): "
+                f"{path} belongs to one of its running trials. Give this tuner a folder of "
+                f"its own (a different tuner_name, suffix_tuner_name=True, or "
+                f"trial_backend_path=...)"
+            )
         if fresh and path.exists():
             # left by an earlier experiment in a reused results folder: its logs
             # and checkpoints must not leak into the new trial

@@ -67,6 +67,37 @@ def _start_ticks(pid: int) -> int | None:
         return None
 
 
+def launching_process(trial_path: Path) -> int | None:
+    """Whether a trial folder belongs to a launch of *another* live process.
+
+    :param trial_path: A trial folder
+    :return: The pid of the process (a tuner) that launched the trial in this
+        folder, if that launch has not ended and that process is alive and is
+        not this one; ``None`` otherwise
+    """
+    try:
+        launch = json.loads((trial_path / "launch.json").read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        record = json.loads(Path(launch["record_path"]).read_text())
+        if record.get("attempt") == launch.get("attempt"):
+            return None  # that launch ended
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    pid = launch.get("parent_pid")
+    if not isinstance(pid, int) or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return None
+    ticks = launch.get("parent_start_ticks")
+    if ticks is not None and _start_ticks(pid) != ticks:
+        return None  # the pid was reused
+    return pid
+
+
 def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -110,6 +141,7 @@ class TrialProcess:
             "grace_period": spec.grace_period,
             "record_path": spec.record,
             "parent_pid": os.getpid(),
+            "parent_start_ticks": _start_ticks(os.getpid()),
             "parent_death_signal": threading.current_thread() is threading.main_thread(),
         }
         spec_path = trial_path / "launch.json"

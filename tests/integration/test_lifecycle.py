@@ -671,3 +671,40 @@ def test_a_second_ctrl_c_while_stopping_kills_at_once(make_backend, monkeypatch)
     assert time.monotonic() - started < 10  # not the 30 s grace period
     assert backend.busy_trial_ids() == []
     assert backend.process_record(0)["signal"] == "SIGKILL"
+
+
+def test_a_second_tuner_on_the_same_folder_is_refused(make_backend, tmp_path):
+    """Two tuners with the same results folder (suffix_tuner_name=False): the second
+    once moved the first one's live trial folders aside, and the first then read
+    the second's output as its own."""
+    backend = make_backend()
+    backend.start_trial({"epochs": 1000, "epoch_time": 0.05})
+    collector = Collector(backend)
+    collector.wait(lambda s: collector.epochs(0), what="trial 0 running")
+    script = (
+        "import sys\n"
+        "from syne_tune_localx import LocalXBackend\n"
+        "from syne_tune_localx.errors import LaunchError\n"
+        "other = LocalXBackend(entry_point=sys.argv[1])\n"
+        "other.set_path(sys.argv[2])\n"
+        "try:\n"
+        "    other.start_trial({'epochs': 1})\n"
+        "    print('started')\n"
+        "except LaunchError as err:\n"
+        "    print('refused:', err)\n"
+    )
+    root = str(backend.trial_path(0).parent)
+    done = subprocess.run([sys.executable, "-c", script, TRIAL, root], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("refused:"), done.stdout
+    assert f"in use by another tuner (pid {os.getpid()})" in done.stdout
+    assert not list(backend.trial_path(0).parent.glob("0.stale-*"))
+    before = len(collector.epochs(0))
+    collector.wait(lambda s: len(collector.epochs(0)) > before + 2, what="trial 0 to go on")
+    # once that trial has ended, the folder may be reused (its trials are moved aside)
+    backend.stop_trial(0)
+    wait_for(lambda: backend.busy_trial_ids() == [], what="trial 0 to end")
+    done = subprocess.run([sys.executable, "-c", script, TRIAL, root], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.stdout.startswith("started"), done.stdout + done.stderr
