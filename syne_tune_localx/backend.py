@@ -666,10 +666,15 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
             return Status.completed
         return Status.failed
 
-    def _all_trial_results(self, trial_ids: list[int]) -> list[TrialResult]:
+    def _begin_poll(self) -> None:
+        """What every poll does first: settle a reload, let the mixins sample
+        (GPU accounting), and start waiting trials that may start now."""
         self._adopt_orphans()
         self._on_poll()
         self._start_pending()
+
+    def _all_trial_results(self, trial_ids: list[int]) -> list[TrialResult]:
+        self._begin_poll()
         results = []
         for trial_id in trial_ids:
             run = self._runs[trial_id]
@@ -693,9 +698,7 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
 
         :return: List of ``(trial_id, status)``
         """
-        self._adopt_orphans()
-        self._on_poll()
-        self._start_pending()
+        self._begin_poll()
         busy = []
         for trial_id in sorted(self._unfinished):
             run = self._runs[trial_id]
@@ -714,9 +717,6 @@ class LocalXBackend(GpuRotationMixin, JsonArgsMixin, CheckpointMixin, TrialBacke
         state = self.__dict__.copy()
         state["_adopt_orphans_on_use"] = True
         return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
 
     def _refuse_if_owned_elsewhere(self, action: str) -> None:
         """A copy loaded (``Tuner.load``) while the tuner that started the
