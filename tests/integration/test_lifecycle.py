@@ -19,8 +19,10 @@ from pathlib import Path
 
 import dill
 import pytest
+from proc_helpers import proc_state, wait_for
 
 from syne_tune_localx import LocalXBackend
+from syne_tune_localx.backend import THREAD_VARIABLES
 from syne_tune_localx.errors import ConfigurationError, LaunchError
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
@@ -28,13 +30,6 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Li
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 TRIAL = str(SCRIPTS / "backend_trial.py")
 CRASH_TUNER = str(SCRIPTS / "crash_tuner.py")
-THREAD_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-)
 
 # syne-tune's status strings, spelled out so the test does not depend on how
 # the package imports them
@@ -91,22 +86,6 @@ class Collector:
                     f"epochs {{{', '.join(f'{t}: {self.epochs(t)}' for t in self.results)}}}"
                 )
             time.sleep(0.02)
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def proc_state(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:  # gone, or exiting while read (ProcessLookupError)
-        return None
-    return stat[stat.rfind(b")") + 2 :].split()[0].decode()
 
 
 def trial_alive(pid: int) -> bool:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from proc_helpers import proc_state, wait_for
 
 from syne_tune_localx.process import LaunchSpec, TrialProcess
 
@@ -51,14 +52,6 @@ def started(spec: LaunchSpec) -> TrialProcess:
     return process
 
 
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-
-
 def wait_ready(tmp_path: Path, process: TrialProcess, name="ready") -> None:
     path = tmp_path / "out" / name
 
@@ -72,15 +65,6 @@ def wait_ready(tmp_path: Path, process: TrialProcess, name="ready") -> None:
 
 def read_logs(spec: LaunchSpec) -> str:
     return Path(spec.stdout).read_text() + Path(spec.stderr).read_text()
-
-
-def proc_state(pid: int) -> str | None:
-    """State letter from /proc/<pid>/stat, ``None`` if no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:  # gone, or exiting while read (ProcessLookupError)
-        return None
-    return stat[stat.rfind(b")") + 2 :].split()[0].decode()
 
 
 def exists(pid: int) -> bool:
